@@ -1,0 +1,171 @@
+"""`jaxgen train | sample | info | bench`.
+
+Errors a user can fix (UserError: bad config, data, checkpoint, a non-finite loss) are printed as one
+paragraph and exit with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+from jaxgen.errors import ConfigError, UserError
+
+
+def _parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="jaxgen", description="Generative image models in JAX.")
+  sub = p.add_subparsers(dest="command", required=True)
+
+  train = sub.add_parser("train", help="train from a config file (resumes from WORKDIR's checkpoints)")
+  train.add_argument("--config", required=True, help="experiments/<name>.py defining get_config()")
+  train.add_argument("--workdir", required=True)
+  train.add_argument("--coordinator", help="HOST:PORT of process 0 for a multi-process run")
+  train.add_argument("--num-processes", type=int)
+  train.add_argument("--process-id", type=int)
+  train.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+
+  sample = sub.add_parser("sample", help="sample a grid from WORKDIR's latest checkpoint")
+  sample.add_argument("--workdir", required=True)
+  sample.add_argument("--num", type=int, default=64)
+  sample.add_argument("--seed", type=int, default=0)
+  sample.add_argument("--out", default="samples.png")
+  sample.add_argument("--params", choices=("ema", "online"), default="ema")
+  sample.add_argument("--npz", help="also write the samples as float32 NHWC in [-1, 1] to this .npz")
+
+  info = sub.add_parser("info", help="parameter counts of a config's model (no allocation)")
+  info.add_argument("--config", required=True)
+  info.add_argument("--show-config", action="store_true", help="also print every config key")
+
+  bench = sub.add_parser("bench", help="benchmarks")
+  bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+  bt = bench_sub.add_parser("train", help="compile time and speed of a config's train step")
+  bt.add_argument("--config", required=True)
+  bt.add_argument("--repeats", type=int, default=5)
+  bt.add_argument("--json", help="write the figures to this JSON file")
+  bc = bench_sub.add_parser("conv", help="3x3 conv implementations, forward and backward")
+  bc.add_argument("--batch", type=int, default=64)
+  bc.add_argument("--size", type=int, default=32)
+  bc.add_argument("--channels", type=int, default=64)
+  bc.add_argument("--json")
+  return p
+
+
+def _load_config(path: str, overrides: list[str]):
+  from jaxgen import config as config_lib
+  config = config_lib.load_config_file(path)
+  config_lib.apply_overrides(config, config_lib.parse_override_args(overrides))
+  return config
+
+
+def cmd_train(args, overrides) -> int:
+  # Join the multi-process run before anything initialises a JAX backend.
+  from jaxgen.train.distributed import maybe_initialize
+  config = _load_config(args.config, overrides)
+  from jaxgen import config as config_lib
+  config_lib.validate_common(config)
+  from jaxgen.method import validate_method_config
+  validate_method_config(config)
+  maybe_initialize(args.coordinator, args.num_processes, args.process_id)
+  from jaxgen.train.loop import train
+  result = train(config, args.workdir, progress=False if args.no_progress else None)
+  if result.stopped_by_signal:
+    print(f"Stopped by a signal at step {result.final_step}; a checkpoint was saved. Run the same "
+          "command again to resume.", file=sys.stderr)
+  else:
+    print(f"Trained to step {result.final_step} (started at {result.start_step}). "
+          f"Last metrics: {json.dumps(result.last_metrics)}")
+  return 0
+
+
+def load_run(workdir: str):
+  """(config, method, checkpointer, latest step) of a workdir with checkpoints."""
+  from jaxgen import config as config_lib
+  from jaxgen.errors import CheckpointError
+  from jaxgen.train.checkpoint import Checkpointer
+  path = pathlib.Path(workdir)
+  if not (path / "checkpoints").is_dir():
+    raise CheckpointError(f"'{workdir}' has no checkpoints. Train first: jaxgen train --config "
+                          f"FILE --workdir {workdir}.")
+  ckpt = Checkpointer(path, async_save=False)
+  step = ckpt.latest_step()
+  if step is None:
+    raise CheckpointError(f"'{workdir}/checkpoints' holds no complete checkpoint. Train (or resume) "
+                          "until one is saved.")
+  config = config_lib.from_json(json.dumps(ckpt.restore_config(step)))
+  return config, ckpt, step
+
+
+def cmd_sample(args, overrides) -> int:
+  import jax
+  import numpy as np
+  from jaxgen import images
+  from jaxgen.train.loop import Trainer, to_host
+  if overrides:
+    raise ConfigError(f"jaxgen sample takes no config overrides, got {overrides[0]}.")
+  config, ckpt, step = load_run(args.workdir)
+  trainer = Trainer(config, args.workdir, progress=False)
+  state = ckpt.restore(step, trainer.abstract_state())
+  ckpt.close()
+  params = state.ema_params if args.params == "ema" else state.params
+  fn = jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, args.num))
+  t0 = time.perf_counter()
+  samples = to_host(fn(params, state.mutable, jax.random.PRNGKey(args.seed)))
+  elapsed = time.perf_counter() - t0
+  images.save_grid(samples, args.out)
+  if args.npz:
+    np.savez(args.npz, samples=samples.astype(np.float32))
+  print(f"Wrote {args.num} samples from step {step} ({args.params} params, seed {args.seed}) to "
+        f"{args.out} in {elapsed:.1f}s (including compilation).")
+  return 0
+
+
+def cmd_info(args, overrides) -> int:
+  import jax
+  import numpy as np
+  from jaxgen.method import build_method
+  config = _load_config(args.config, overrides)
+  method = build_method(config)
+  shapes = jax.eval_shape(method.init, jax.random.PRNGKey(0))["params"]
+  total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  print(f"{config.method} / {config.model.name}: {total:,} parameters")
+  for name, sub in shapes.items():
+    n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(sub))
+    print(f"  {name:<28s} {n:>12,}")
+  if args.show_config:
+    from jaxgen.config import flatten
+    for k, v in sorted(flatten(config).items()):
+      print(f"{k} = {v!r}")
+  return 0
+
+
+def cmd_bench(args, overrides) -> int:
+  from jaxgen import bench
+  if args.bench_command == "train":
+    config = _load_config(args.config, overrides)
+    result = bench.bench_train(config, repeats=args.repeats)
+    result["config"] = args.config
+    result["overrides"] = overrides
+  else:
+    result = bench.bench_conv(args.batch, args.size, args.channels)
+  text = bench.format_report(result)
+  print(text)
+  if args.json:
+    pathlib.Path(args.json).write_text(text + "\n")
+  return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  args, rest = _parser().parse_known_args(argv)
+  handlers = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "bench": cmd_bench}
+  try:
+    return handlers[args.command](args, rest)
+  except UserError as e:
+    print(f"jaxgen {args.command}: error: {e}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+  sys.exit(main())

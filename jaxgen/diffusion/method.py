@@ -1,0 +1,85 @@
+"""DDPM as a method for the training engine: eps-prediction U-Net, L_simple, ancestral sampling."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from jaxgen import method as method_lib
+from jaxgen.diffusion import ddpm
+from jaxgen.diffusion.schedules import check_betas, linear_betas, make_schedule
+from jaxgen.errors import ConfigError
+from jaxgen.nn.unet import UNet, check_unet_config
+from jaxgen.samplers.ddpm import ddpm_ancestral
+
+
+def image_shape(config: ml_collections.ConfigDict) -> tuple[int, int, int]:
+  return (config.data.image_size, config.data.image_size, config.data.channels)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  m, d, diff = config.model, config.data, config.diffusion
+  if m.name != "unet":
+    raise ConfigError(f"Config key 'model.name' is '{m.name}'; the ddpm method supports 'unet'.")
+  if d.image_size <= 0 or d.channels not in (1, 3):
+    raise ConfigError("Config keys 'data.image_size' (> 0) and 'data.channels' (1 or 3) are "
+                      f"invalid: {d.image_size}, {d.channels}.")
+  try:
+    check_unet_config(d.image_size, m.ch, m.ch_mult, m.attn_resolutions, m.num_groups)
+  except ValueError as e:
+    raise ConfigError(f"Config section 'model' does not fit data.image_size={d.image_size}: {e}.") from None
+  if not 0.0 <= m.dropout < 1.0:
+    raise ConfigError(f"Config key 'model.dropout' must lie in [0, 1), got {m.dropout}.")
+  if m.conv_impl not in ("auto", "xla", "im2col"):
+    raise ConfigError(f"Config key 'model.conv_impl' must be auto, xla or im2col, not '{m.conv_impl}'.")
+  if m.dtype not in ("float32", "bfloat16"):
+    raise ConfigError(f"Config key 'model.dtype' must be float32 or bfloat16, not '{m.dtype}'.")
+  if diff.schedule != "linear":
+    raise ConfigError(f"Config key 'diffusion.schedule' must be 'linear', not '{diff.schedule}'.")
+  if diff.num_timesteps < 1:
+    raise ConfigError("Config key 'diffusion.num_timesteps' must be >= 1.")
+  if not diff.beta_start <= diff.beta_end:
+    raise ConfigError(f"Config keys 'diffusion.beta_start' ({diff.beta_start}) and "
+                      f"'diffusion.beta_end' ({diff.beta_end}): the schedule must not decrease.")
+  try:
+    check_betas(linear_betas(diff.num_timesteps, diff.beta_start, diff.beta_end))
+  except ValueError as e:
+    raise ConfigError(f"Config section 'diffusion': {e}.") from None
+  if config.sample.variance not in ("fixed_small", "fixed_large"):
+    raise ConfigError(f"Config key 'sample.variance' must be fixed_small or fixed_large, "
+                      f"not '{config.sample.variance}'.")
+
+
+def build(config: ml_collections.ConfigDict) -> method_lib.Method:
+  m = config.model
+  shape = image_shape(config)
+  model = UNet(ch=m.ch, out_ch=shape[-1], ch_mult=tuple(m.ch_mult), num_res_blocks=m.num_res_blocks,
+               attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+               num_groups=m.num_groups, num_heads=m.get("num_heads", 1), remat=m.remat,
+               conv_impl=m.conv_impl, dtype=m.dtype)
+  d = config.diffusion
+  schedule = make_schedule(d.schedule, d.num_timesteps, d.beta_start, d.beta_end)
+
+  def init(key):
+    x = jnp.zeros((1,) + shape, jnp.float32)
+    return model.init({"params": key}, x, jnp.zeros((1,), jnp.int32), False)
+
+  def loss(params, batch, key):
+    def eps_fn(x_t, t, model_key):
+      return model.apply({"params": params}, x_t, t, True, rngs={"dropout": model_key})
+    return ddpm.eps_mse_loss(eps_fn, schedule, batch["image"], key)
+
+  def sample(params, mutable, key, num, trajectory_every=0):
+    del mutable
+    noise_key, step_key = jax.random.split(key)
+    noise = jax.random.normal(noise_key, (num,) + shape, jnp.float32)
+    eps_fn = lambda x, t: model.apply({"params": params}, x, t, False)
+    return ddpm_ancestral(eps_fn, schedule, noise, step_key, variance=config.sample.variance,
+                          clip_x0=config.sample.clip_x0, trajectory_every=trajectory_every)
+
+  return method_lib.Method(name="ddpm", model=model, init=init, loss=method_lib.pure_loss(loss),
+                           sample=sample)
+
+
+method_lib.register("ddpm", build, validate)

@@ -1,0 +1,61 @@
+"""What the training engine needs from a generative method, and the registry of methods.
+
+A method is a backbone plus:
+- `init(key) -> variables`: the model variables ({'params': ..., other collections});
+- `loss(params, mutable, batch, key) -> (loss, (aux, new_mutable))`: a pure function of its inputs;
+  `mutable` holds non-trained collections (e.g. batch statistics; empty for DDPM);
+- `sample(params, mutable, key, num) -> images`: jittable, deterministic for a key;
+- `validate(config)`: config-time checks that raise ConfigError naming the key.
+The engine (jaxgen.train) knows nothing else about the method.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import ml_collections
+
+from jaxgen.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  model: Any  # the flax module (for parameter counts and inspection)
+  init: Callable
+  loss: Callable
+  sample: Callable
+  data_key: str = "image"  # the batch entry the method generates
+
+
+def pure_loss(loss: Callable) -> Callable:
+  """Adapts `loss(params, batch, key) -> (loss, aux)` to the engine's signature with collections."""
+  def with_collections(params, mutable, batch, key):
+    value, aux = loss(params, batch, key)
+    return value, (aux, mutable)
+  return with_collections
+
+
+_BUILDERS: dict[str, tuple[Callable, Callable]] = {}
+
+
+def register(name: str, build: Callable, validate: Callable) -> None:
+  _BUILDERS[name] = (build, validate)
+
+
+def _lookup(name: str):
+  import jaxgen.diffusion.method  # noqa: F401  (registers "ddpm")
+  if name not in _BUILDERS:
+    raise ConfigError(f"Unknown method '{name}'. Set 'method' to one of {', '.join(sorted(_BUILDERS))}.")
+  return _BUILDERS[name]
+
+
+def validate_method_config(config: ml_collections.ConfigDict) -> None:
+  _lookup(config.get("method", ""))[1](config)
+
+
+def build_method(config: ml_collections.ConfigDict) -> Method:
+  build, validate = _lookup(config.get("method", ""))
+  validate(config)
+  return build(config)

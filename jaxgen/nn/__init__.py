@@ -1,0 +1,1 @@
+"""flax.linen building blocks and backbones."""

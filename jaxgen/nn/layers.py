@@ -1,0 +1,153 @@
+"""flax.linen building blocks shared by the backbones.
+
+`Conv2D` keeps the parameter layout of `nn.Conv` (kernel (kh, kw, in, out), bias (out,)) but can
+compute the convolution two ways:
+- "xla": `lax.conv_general_dilated`, the obvious choice on GPU/TPU;
+- "im2col": gather the kh*kw shifted views into the channel axis and do one matmul. The backward
+  pass of a matmul is two matmuls, which sidesteps XLA:CPU's slow weight-gradient convolution.
+"auto" picks im2col on CPU and xla elsewhere; `jaxgen bench conv` measures the choice.
+Checkpoints are interchangeable between the two.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# DDPM's initialisation (the TF reference's variance_scaling with fan_avg, uniform).
+default_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform")
+
+
+def zero_like_init(scale: float = 1e-10):
+  """Near-zero init for the last layer of a residual branch, as in the DDPM reference."""
+  return nn.initializers.variance_scaling(scale, "fan_avg", "uniform")
+
+
+def resolve_conv_impl(impl: str) -> str:
+  if impl == "auto":
+    return "im2col" if jax.default_backend() == "cpu" else "xla"
+  if impl not in ("xla", "im2col"):
+    raise ValueError(f"conv impl must be auto, xla or im2col, not '{impl}'")
+  return impl
+
+
+def _im2col(x: jax.Array, kh: int, kw: int, stride: int) -> jax.Array:
+  """(B, H, W, C) -> (B, H', W', kh*kw*C) patches of a 'SAME'-padded convolution."""
+  b, h, w, c = x.shape
+  out_h, out_w = -(-h // stride), -(-w // stride)
+  pad_h = max((out_h - 1) * stride + kh - h, 0)
+  pad_w = max((out_w - 1) * stride + kw - w, 0)
+  x = jnp.pad(x, ((0, 0), (pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)))
+  views = []
+  for dy in range(kh):
+    for dx in range(kw):
+      views.append(jax.lax.slice(x, (0, dy, dx, 0),
+                                 (b, dy + (out_h - 1) * stride + 1, dx + (out_w - 1) * stride + 1, c),
+                                 (1, stride, stride, 1)))
+  return jnp.concatenate(views, axis=-1)
+
+
+class Conv2D(nn.Module):
+  features: int
+  kernel_size: int = 3
+  stride: int = 1
+  impl: str = "auto"
+  dtype: Dtype = jnp.float32
+  kernel_init: Any = default_init
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    x = x.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    if k == 1 and self.stride == 1:
+      y = jnp.einsum("bhwc,cd->bhwd", x, kernel[0, 0])
+    elif resolve_conv_impl(self.impl) == "im2col":
+      patches = _im2col(x, k, k, self.stride)
+      y = jnp.einsum("bhwp,pd->bhwd", patches, kernel.reshape(k * k * x.shape[-1], self.features))
+    else:
+      y = jax.lax.conv_general_dilated(x, kernel, (self.stride, self.stride), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias.astype(self.dtype)
+
+
+def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) -> jax.Array:
+  """Transformer-style embedding of (possibly fractional) timesteps, as in DDPM: [sin, cos]."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(max_period) * jnp.arange(half, dtype=jnp.float32) / (half - 1))
+  args = t.astype(jnp.float32)[:, None] * freqs[None, :]
+  emb = jnp.concatenate([jnp.sin(args), jnp.cos(args)], axis=-1)
+  if dim % 2:
+    emb = jnp.pad(emb, ((0, 0), (0, 1)))
+  return emb
+
+
+class ResBlock(nn.Module):
+  """GroupNorm-swish-conv twice, the time embedding added in between, dropout before the 2nd conv."""
+  out_ch: int
+  dropout: float = 0.0
+  num_groups: int = 32
+  conv_impl: str = "auto"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, temb, train: bool):
+    conv = lambda f, **kw: Conv2D(f, impl=self.conv_impl, dtype=self.dtype, **kw)
+    h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(x))
+    h = conv(self.out_ch)(h)
+    h = h + nn.Dense(self.out_ch, kernel_init=default_init, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
+    h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(h))
+    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = conv(self.out_ch, kernel_init=zero_like_init())(h)
+    if x.shape[-1] != self.out_ch:
+      x = conv(self.out_ch, kernel_size=1)(x)
+    return x + h
+
+
+class AttnBlock(nn.Module):
+  """Self-attention over all spatial positions with a residual connection (multi-head optional)."""
+  num_heads: int = 1
+  num_groups: int = 32
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    if c % self.num_heads:
+      raise ValueError(f"attention channels {c} not divisible by num_heads {self.num_heads}")
+    y = nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(x).reshape(b, h * w, c)
+    qkv = nn.DenseGeneral((3, self.num_heads, c // self.num_heads), kernel_init=default_init,
+                          dtype=self.dtype, name="qkv")(y)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    y = jax.nn.dot_product_attention(q, k, v)  # (b, hw, heads, head_dim), softmax in f32
+    y = nn.DenseGeneral(c, axis=(-2, -1), kernel_init=zero_like_init(), dtype=self.dtype,
+                        name="proj")(y)
+    return x + y.reshape(b, h, w, c)
+
+
+class Downsample(nn.Module):
+  conv_impl: str = "auto"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    return Conv2D(x.shape[-1], stride=2, impl=self.conv_impl, dtype=self.dtype)(x)
+
+
+class Upsample(nn.Module):
+  conv_impl: str = "auto"
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, h, w, c = x.shape
+    x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
+    return Conv2D(c, impl=self.conv_impl, dtype=self.dtype)(x)

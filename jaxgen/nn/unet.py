@@ -1,0 +1,92 @@
+"""The DDPM U-Net (Ho et al. 2020, appendix B; the architecture of PixelCNN++ with attention).
+
+Levels of `num_res_blocks` residual blocks at channel multipliers `ch_mult`, halving the resolution
+between levels, self-attention at the resolutions in `attn_resolutions`, a middle block of
+res-attention-res, and a mirrored upsampling path that concatenates the skip activations. The
+timestep enters through a sinusoidal embedding and a two-layer MLP added inside every residual block.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgen.nn.layers import (AttnBlock, Conv2D, Downsample, ResBlock, Upsample, default_init,
+                              sinusoidal_embedding, zero_like_init)
+
+
+def check_unet_config(image_size: int, ch: int, ch_mult: Sequence[int],
+                      attn_resolutions: Sequence[int], num_groups: int) -> None:
+  """Raises ValueError for shapes the U-Net cannot handle (called at config time)."""
+  levels = len(ch_mult)
+  if image_size % (2 ** (levels - 1)):
+    raise ValueError(f"image size {image_size} cannot be halved {levels - 1} times "
+                     f"(len(ch_mult)-1); use a size divisible by {2 ** (levels - 1)} or fewer levels")
+  resolutions = {image_size // 2 ** i for i in range(levels)}
+  missing = sorted(set(attn_resolutions) - resolutions)
+  if missing:
+    raise ValueError(f"attention resolutions {missing} never occur; the U-Net's resolutions are "
+                     f"{sorted(resolutions, reverse=True)}")
+  for m in ch_mult:
+    if (ch * m) % num_groups:
+      raise ValueError(f"channels {ch * m} (ch={ch} x {m}) not divisible by num_groups={num_groups}")
+
+
+class UNet(nn.Module):
+  ch: int = 128
+  out_ch: int = 3
+  ch_mult: Sequence[int] = (1, 2, 2, 2)
+  num_res_blocks: int = 2
+  attn_resolutions: Sequence[int] = (16,)
+  dropout: float = 0.1
+  num_groups: int = 32
+  num_heads: int = 1
+  remat: bool = False
+  conv_impl: str = "auto"
+  dtype: str = "float32"
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, train: bool = False) -> jax.Array:
+    dtype = jnp.dtype(self.dtype)
+    # Rematerialise residual blocks in the backward pass: trades compute for activation memory.
+    res_block = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
+    block = lambda out: res_block(out, self.dropout, self.num_groups, self.conv_impl, dtype)
+    attn = lambda: AttnBlock(self.num_heads, self.num_groups, dtype)
+
+    temb = sinusoidal_embedding(t, self.ch)
+    temb = nn.Dense(4 * self.ch, kernel_init=default_init, name="temb_dense0")(temb)
+    temb = nn.Dense(4 * self.ch, kernel_init=default_init, name="temb_dense1")(nn.swish(temb))
+    temb = temb.astype(dtype)
+
+    h = Conv2D(self.ch, impl=self.conv_impl, dtype=dtype, name="conv_in")(x)
+    skips = [h]
+    for level, mult in enumerate(self.ch_mult):
+      for _ in range(self.num_res_blocks):
+        h = block(self.ch * mult)(h, temb, train)
+        if h.shape[1] in self.attn_resolutions:
+          h = attn()(h)
+        skips.append(h)
+      if level != len(self.ch_mult) - 1:
+        h = Downsample(self.conv_impl, dtype)(h)
+        skips.append(h)
+
+    h = block(h.shape[-1])(h, temb, train)
+    h = attn()(h)
+    h = block(h.shape[-1])(h, temb, train)
+
+    for level, mult in reversed(list(enumerate(self.ch_mult))):
+      for _ in range(self.num_res_blocks + 1):
+        h = block(self.ch * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
+        if h.shape[1] in self.attn_resolutions:
+          h = attn()(h)
+      if level != 0:
+        h = Upsample(self.conv_impl, dtype)(h)
+    assert not skips
+
+    h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=dtype)(h))
+    h = Conv2D(self.out_ch, impl=self.conv_impl, dtype=dtype, kernel_init=zero_like_init(),
+               name="conv_out")(h)
+    return h.astype(jnp.float32)
