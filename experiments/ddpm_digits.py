@@ -1,8 +1,9 @@
-"""DDPM (Ho et al. 2020) on scikit-learn's 8x8 digits, upsampled to 16x16: trains in minutes on 2 CPU cores.
+"""DDPM (Ho et al. 2020) on scikit-learn's 8x8 digits: trains in about five minutes on 2 CPU cores.
 
 The diffusion settings are the paper's (linear betas 1e-4..0.02, T=1000, eps-prediction, L_simple,
-Adam, grad clip 1, EMA); the U-Net is scaled down (ch 32, two levels) for a 16x16 single-channel
-dataset of 1500 images.
+Adam, grad clip 1, EMA); the U-Net is scaled down (ch 32, two levels: 8x8 and 4x4, attention at 4x4)
+for a single-channel dataset of 1500 images at their native 8x8 resolution. Set data.image_size=16
+(and model.attn_resolutions=(8,)) for bicubically upsampled digits at about 4x the cost.
 """
 
 import ml_collections
@@ -16,7 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict()
   c.data.name = "digits"
   c.data.split = "train"
-  c.data.image_size = 16
+  c.data.image_size = 8
   c.data.channels = 1
   c.data.data_dir = ""          # default: $JAXGEN_DATA_DIR or ~/.cache/jaxgen/tensorflow_datasets
   c.data.random_flip = False    # digits are not mirror-symmetric
@@ -27,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.ch = 32
   c.model.ch_mult = (1, 2)
   c.model.num_res_blocks = 1
-  c.model.attn_resolutions = (8,)
+  c.model.attn_resolutions = (4,)
   c.model.dropout = 0.1
   c.model.num_groups = 8
   c.model.num_heads = 1
@@ -52,7 +53,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.grad_clip = 1.0
 
   c.train = ml_collections.ConfigDict()
-  c.train.steps = 4000
+  c.train.steps = 3000
   c.train.batch_size = 64
   c.train.grad_accum_steps = 1
   c.train.steps_per_call = 10
@@ -61,7 +62,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 1000
   c.train.max_to_keep = 3
   c.train.async_checkpoint = True
-  c.train.sample_every = 2000
+  c.train.sample_every = 1000
   c.train.sample_num = 64
 
   c.sample = ml_collections.ConfigDict()

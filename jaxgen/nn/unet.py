@@ -53,8 +53,9 @@ class UNet(nn.Module):
     dtype = jnp.dtype(self.dtype)
     # Rematerialise residual blocks in the backward pass: trades compute for activation memory.
     res_block = nn.remat(ResBlock, static_argnums=(3,)) if self.remat else ResBlock
-    block = lambda out: res_block(out, self.dropout, self.num_groups, self.conv_impl, dtype)
-    attn = lambda: AttnBlock(self.num_heads, self.num_groups, dtype)
+    # Explicit names keep parameter paths identical with and without remat.
+    block = lambda out, name: res_block(out, self.dropout, self.num_groups, self.conv_impl, dtype, name=name)
+    attn = lambda name: AttnBlock(self.num_heads, self.num_groups, dtype, name=name)
 
     temb = sinusoidal_embedding(t, self.ch)
     temb = nn.Dense(4 * self.ch, kernel_init=default_init, name="temb_dense0")(temb)
@@ -64,29 +65,29 @@ class UNet(nn.Module):
     h = Conv2D(self.ch, impl=self.conv_impl, dtype=dtype, name="conv_in")(x)
     skips = [h]
     for level, mult in enumerate(self.ch_mult):
-      for _ in range(self.num_res_blocks):
-        h = block(self.ch * mult)(h, temb, train)
+      for i in range(self.num_res_blocks):
+        h = block(self.ch * mult, f"down{level}_res{i}")(h, temb, train)
         if h.shape[1] in self.attn_resolutions:
-          h = attn()(h)
+          h = attn(f"down{level}_attn{i}")(h)
         skips.append(h)
       if level != len(self.ch_mult) - 1:
-        h = Downsample(self.conv_impl, dtype)(h)
+        h = Downsample(self.conv_impl, dtype, name=f"down{level}_downsample")(h)
         skips.append(h)
 
-    h = block(h.shape[-1])(h, temb, train)
-    h = attn()(h)
-    h = block(h.shape[-1])(h, temb, train)
+    h = block(h.shape[-1], "mid_res0")(h, temb, train)
+    h = attn("mid_attn")(h)
+    h = block(h.shape[-1], "mid_res1")(h, temb, train)
 
     for level, mult in reversed(list(enumerate(self.ch_mult))):
-      for _ in range(self.num_res_blocks + 1):
-        h = block(self.ch * mult)(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
+      for i in range(self.num_res_blocks + 1):
+        h = block(self.ch * mult, f"up{level}_res{i}")(jnp.concatenate([h, skips.pop()], axis=-1), temb, train)
         if h.shape[1] in self.attn_resolutions:
-          h = attn()(h)
+          h = attn(f"up{level}_attn{i}")(h)
       if level != 0:
-        h = Upsample(self.conv_impl, dtype)(h)
+        h = Upsample(self.conv_impl, dtype, name=f"up{level}_upsample")(h)
     assert not skips
 
-    h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=dtype)(h))
+    h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=dtype, name="norm_out")(h))
     h = Conv2D(self.out_ch, impl=self.conv_impl, dtype=dtype, kernel_init=zero_like_init(),
                name="conv_out")(h)
     return h.astype(jnp.float32)

@@ -1,0 +1,32 @@
+"""A DDPM small enough that a subprocess run compiles and trains in seconds (tests only)."""
+
+import ml_collections
+
+import importlib.util
+import pathlib
+
+_spec = importlib.util.spec_from_file_location(
+    "ddpm_digits", pathlib.Path(__file__).resolve().parents[2] / "experiments" / "ddpm_digits.py")
+_base = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_base)
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = _base.get_config()
+  c.data.image_size = 8
+  c.data.num_threads = 2
+  c.model.ch = 8
+  c.model.ch_mult = (1, 2)
+  c.model.attn_resolutions = (4,)
+  c.model.num_groups = 4
+  c.diffusion.num_timesteps = 50
+  c.diffusion.beta_end = 0.2
+  c.optimizer.warmup_steps = 2
+  c.train.steps = 12
+  c.train.batch_size = 16
+  c.train.steps_per_call = 2
+  c.train.log_every = 2
+  c.train.checkpoint_every = 4
+  c.train.sample_every = 0
+  c.train.sample_num = 4
+  return c

@@ -1,0 +1,52 @@
+"""Shared test setup.
+
+The builtin datasets are prepared once per session in a temporary data dir (also used by the
+subprocesses the end-to-end tests start). Multi-device tests run in subprocesses with
+XLA_FLAGS=--xla_force_host_platform_device_count=8, because the flag must be set before JAX starts.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+_DATA_DIR = os.environ.get("JAXGEN_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="jaxgen-test-data-")
+os.environ["JAXGEN_DATA_DIR"] = _DATA_DIR
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY = str(REPO / "tests" / "configs" / "tiny_ddpm.py")
+
+
+def run_cli(args, *, devices: int = 1, env=None, timeout=300, check=True):
+  """Runs `python -m jaxgen ARGS` in a subprocess; returns the CompletedProcess."""
+  full_env = dict(os.environ, JAXGEN_DATA_DIR=_DATA_DIR, PYTHONUNBUFFERED="1")
+  full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+  full_env.pop("JAX_NUM_CPU_DEVICES", None)
+  full_env.update(env or {})
+  proc = subprocess.run([sys.executable, "-m", "jaxgen", *args], capture_output=True, text=True,
+                        env=full_env, timeout=timeout, cwd=REPO)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"jaxgen {' '.join(args)} exited {proc.returncode}\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def losses(workdir) -> dict[int, float]:
+  path = pathlib.Path(workdir) / "metrics.jsonl"
+  return {r["step"]: r["loss"] for r in map(json.loads, path.read_text().splitlines())}
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+  return pathlib.Path(_DATA_DIR)
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+  """The tiny DDPM trained uninterrupted for 12 steps on 1 device: the baseline of several tests."""
+  workdir = tmp_path_factory.mktemp("reference")
+  run_cli(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress"])
+  return workdir
