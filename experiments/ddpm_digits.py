@@ -8,20 +8,16 @@ for a single-channel dataset of 1500 images at their native 8x8 resolution. Set 
 
 import ml_collections
 
+from jaxgen.data import data_config
+
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.method = "ddpm"
 
-  c.data = ml_collections.ConfigDict()
-  c.data.name = "digits"
-  c.data.split = "train"
-  c.data.image_size = 8
-  c.data.channels = 1
-  c.data.data_dir = ""          # default: $JAXGEN_DATA_DIR or ~/.cache/jaxgen/tensorflow_datasets
-  c.data.random_flip = False    # digits are not mirror-symmetric
-  c.data.num_threads = 4
+  # Native 8x8 resolution; digits are not mirror-symmetric, so no flips.
+  c.data = data_config(name="digits", image_size=8, channels=1, random_flip=False)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "unet"

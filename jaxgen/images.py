@@ -32,9 +32,9 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 1, upscale
 
 
 def save_grid(images: np.ndarray, path: str | pathlib.Path, nrow: int | None = None) -> pathlib.Path:
-  """Writes a grid PNG; small images are upscaled (nearest) so the grid is at least ~256 px wide."""
+  """Writes a grid PNG; small images are upscaled (nearest) so the grid is at least ~64 px per image."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  upscale = max(1, 32 // images.shape[1])
+  upscale = max(1, 64 // images.shape[1])
   Image.fromarray(make_grid(images, nrow, upscale=upscale)).save(path)
   return path

@@ -27,6 +27,31 @@ from jaxgen.errors import DataError
 BUILTIN = ("digits", "shapes", "toy2d")
 
 
+def data_config(**values) -> ml_collections.ConfigDict:
+  """The `data` config section with every key any source reads, so that overrides such as
+  --config.data.name=folder --config.data.path=DIR work on any experiment."""
+  c = ml_collections.ConfigDict({
+      "name": "digits",        # digits | shapes | toy2d | tfds | folder
+      "split": "train",
+      "image_size": 32,        # images are resized (shorter side) and centre-cropped to this
+      "channels": 3,           # 1 (grey) or 3 (RGB)
+      "data_dir": "",          # TFDS data dir; default $JAXGEN_DATA_DIR or ~/.cache/jaxgen/tensorflow_datasets
+      "tfds_name": "",         # name[/config][:version] of a prepared TFDS dataset (name=tfds)
+      "path": "",              # image folder (name=folder)
+      "variant": "ring8",      # toy2d: ring8 | grid25 | moons | swissroll | checkerboard
+      "num_examples": 0,       # shapes/toy2d train-split size (0: 20000 / 50000)
+      "dataset_seed": 0,       # seed of the generated shapes/toy2d data (not the run's seed)
+      "generate_size": 32,     # side of generated shapes images (resized to image_size after)
+      "image_key": "image",
+      "label_key": "label",
+      "random_flip": False,
+      "num_threads": 4,
+      "prefetch": 8,
+  })
+  c.update(values)
+  return c
+
+
 def data_dir(cfg: ml_collections.ConfigDict) -> pathlib.Path:
   return pathlib.Path(cfg.data_dir).expanduser() if cfg.get("data_dir") else tfds_store.default_data_dir()
 

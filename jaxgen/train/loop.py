@@ -125,22 +125,26 @@ class Trainer:
     self.workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(self.workdir, max_to_keep=t.get("max_to_keep", 3),
                         async_save=t.get("async_checkpoint", True))
-    iterator = self.make_data_iterator()
-    start = ckpt.latest_step()
-    if start is not None:
-      state = ckpt.restore(start, self.abstract_state(), iterator)
-    else:
-      start = 0
-      state = self.init_state()
+    try:
+      iterator = self.make_data_iterator()
+      start = ckpt.latest_step()
+      if start is not None:
+        state = ckpt.restore(start, self.abstract_state(), iterator)
+      else:
+        start = 0
+        state = self.init_state()
+    except BaseException:
+      ckpt.close()  # stop orbax's background threads before the error propagates
+      raise
     config_json = config_lib.to_json(cfg)
     if self.is_main:
       (self.workdir / "config.json").write_text(json.dumps(json.loads(config_json), indent=2) + "\n")
     log = MetricsLog(self.workdir, resume_step=start, enabled=self.is_main)
 
-    batches = self.next_batches(iterator) if start < t.steps else None
+    # The iterator state saved with a checkpoint must be the one after the batches of the steps
+    # done, so batches are fetched at the top of each iteration, never ahead of a save (grain's
+    # reader threads prefetch in the background). The step compiles on the first iteration.
     compiled = None
-    if batches is not None:
-      compiled = step_lib.compile_train_step(self.update, self.mesh, state, batches)
 
     stop = {"signal": None}
     def on_signal(signum, frame):
@@ -155,6 +159,9 @@ class Trainer:
     window_start, window_steps = time.perf_counter(), 0
     try:
       while step < t.steps and stop["signal"] is None:
+        batches = self.next_batches(iterator)
+        if compiled is None:
+          compiled = step_lib.compile_train_step(self.update, self.mesh, state, batches)
         state, metrics = compiled(state, batches)
         metrics = {k: to_host(v) for k, v in metrics.items()}
         k = len(metrics["loss"])
@@ -169,8 +176,6 @@ class Trainer:
               "optimizer.lr, set optimizer.grad_clip, or check the data for NaN/inf values."))
         step += k
         window_steps += k
-        if step < t.steps:  # fetch the next batches while the host is otherwise idle
-          batches = self.next_batches(iterator)
         for i in range(k):
           s = step - k + i + 1
           if s % t.log_every == 0 or s == t.steps:
