@@ -26,7 +26,6 @@ class Method:
   init: Callable
   loss: Callable
   sample: Callable
-  data_key: str = "image"  # the batch entry the method generates
 
 
 def pure_loss(loss: Callable) -> Callable:

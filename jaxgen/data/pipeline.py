@@ -163,11 +163,3 @@ def train_dataset(cfg: ml_collections.ConfigDict, *, seed: int, global_batch: in
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.get("num_threads", 4),
                                               prefetch_buffer_size=cfg.get("prefetch", 8)))
 
-
-def eval_batches(cfg: ml_collections.ConfigDict, split: str, batch_size: int, limit: int = 0):
-  """Preprocessed batches of a split in stored order (for metrics and reference grids)."""
-  source = make_source(cfg, split)
-  ds = grain.MapDataset.source(source)
-  if limit:
-    ds = ds[:min(limit, len(source))]
-  return ds.map(Preprocess(cfg)).batch(batch_size)
