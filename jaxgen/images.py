@@ -1,4 +1,4 @@
-"""Image grids: float NHWC in [-1, 1] -> PNG."""
+"""Image grids (float NHWC in [-1, 1]) and 2D point scatter plots -> PNG."""
 
 from __future__ import annotations
 
@@ -31,10 +31,44 @@ def make_grid(images: np.ndarray, nrow: int | None = None, pad: int = 1, upscale
   return grid
 
 
-def save_grid(images: np.ndarray, path: str | pathlib.Path, nrow: int | None = None) -> pathlib.Path:
-  """Writes a grid PNG; small images are upscaled (nearest) so the grid is at least ~64 px per image."""
+def scatter_plot(points: np.ndarray, size: int = 384, extent: float | None = None) -> np.ndarray:
+  """(N, 2) points -> a uint8 (size, size, 3) scatter plot on a white square with axes through 0.
+
+  The square spans [-extent, extent]^2 (default: the 99.5th percentile of |coordinate| plus 10%,
+  so a few far outliers do not shrink the plot). Points outside are drawn on the border in red.
+  """
+  points = np.asarray(points, np.float64)
+  finite = points[np.all(np.isfinite(points), axis=1)]
+  if extent is None:
+    extent = 1.1 * float(np.percentile(np.abs(finite), 99.5)) if len(finite) else 1.0
+    extent = extent or 1.0
+  canvas = np.full((size, size, 3), 255, np.uint8)
+  centre = size // 2
+  canvas[centre, :] = canvas[:, centre] = 220
+  pix = np.round((finite / extent + 1.0) * 0.5 * (size - 1)).astype(np.int64)
+  outside = np.any((pix < 0) | (pix >= size), axis=1)
+  pix = np.clip(pix, 0, size - 1)
+  cols, rows = pix[:, 0], size - 1 - pix[:, 1]  # y up
+  for dr in (-1, 0, 1):
+    for dc in (-1, 0, 1):
+      r, c = np.clip(rows + dr, 0, size - 1), np.clip(cols + dc, 0, size - 1)
+      canvas[r[~outside], c[~outside]] = (31, 119, 180)
+      canvas[r[outside], c[outside]] = (214, 39, 40)
+  return canvas
+
+
+def sample_image(samples: np.ndarray, nrow: int | None = None) -> np.ndarray:
+  """The picture of a batch of samples: a grid for images (N, H, W, C), a scatter plot for (N, 2)."""
+  samples = np.asarray(samples)
+  if samples.ndim == 2:
+    return scatter_plot(samples)
+  upscale = max(1, 64 // samples.shape[1])  # small images are upscaled (nearest) to ~64 px each
+  return make_grid(samples, nrow, upscale=upscale)
+
+
+def save_grid(samples: np.ndarray, path: str | pathlib.Path, nrow: int | None = None) -> pathlib.Path:
+  """Writes `sample_image(samples)` as a PNG."""
   path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
-  upscale = max(1, 64 // images.shape[1])
-  Image.fromarray(make_grid(images, nrow, upscale=upscale)).save(path)
+  Image.fromarray(sample_image(samples, nrow)).save(path)
   return path

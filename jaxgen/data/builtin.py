@@ -147,3 +147,11 @@ def toy2d_mode_centres(variant: str) -> np.ndarray:
     values = np.asarray(GRID25_VALUES)
     return np.stack([np.repeat(values, 5), np.tile(values, 5)], -1)
   raise ValueError(f"'{variant}' is not a Gaussian mixture")
+
+
+def toy2d_mode_std(variant: str) -> float:
+  """Standard deviation of each component of the Gaussian-mixture variants."""
+  stds = {"ring8": RING8_STD, "grid25": GRID25_STD}
+  if variant not in stds:
+    raise ValueError(f"'{variant}' is not a Gaussian mixture")
+  return float(stds[variant])

@@ -117,7 +117,7 @@ class Trainer:
     samples = to_host(self.sample_fn()(state.ema_params, state.mutable, key))
     if self.is_main:
       images_lib.save_grid(samples, path)
-      log.image("samples", images_lib.make_grid(samples), step)
+      log.image("samples", images_lib.sample_image(samples), step)
 
   # -- the loop --------------------------------------------------------------------------------
   def run(self) -> RunResult:
