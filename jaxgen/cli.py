@@ -1,4 +1,4 @@
-"""`jaxgen train | sample | info | bench`.
+"""`jaxgen train | sample | eval | info | bench`.
 
 Errors a user can fix (UserError: bad config, data, checkpoint, a non-finite loss) are printed as one
 paragraph and exit with code 2; anything else is a bug and keeps its traceback.
@@ -34,6 +34,29 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--out", default="samples.png")
   sample.add_argument("--params", choices=("ema", "online"), default="ema")
   sample.add_argument("--npz", help="also write the samples as float32 NHWC in [-1, 1] to this .npz")
+
+  ev = sub.add_parser("eval", help="metrics of WORKDIR's latest checkpoint (or of an npz of samples)")
+  ev.add_argument("--workdir", help="a training run (its config names the dataset)")
+  ev.add_argument("--config", help="a config file instead of --workdir (with --samples)")
+  ev.add_argument("--metric", action="append", required=True,
+                  help="fd, kid, pr, modes or bpd; repeat or comma-separate for several")
+  ev.add_argument("--num", type=int, default=2500, help="samples to generate (or test examples for bpd)")
+  ev.add_argument("--samples", help="an .npz with 'samples' (float32 in [-1, 1]) instead of sampling")
+  ev.add_argument("--sampler", help="sampler name (default: the method's own)")
+  ev.add_argument("--steps", type=int, help="sampler steps (default: the method's own)")
+  ev.add_argument("--seed", type=int, default=0)
+  ev.add_argument("--batch", type=int, default=250, help="samples per compiled sampling call")
+  ev.add_argument("--params", choices=("ema", "online"), default="ema")
+  ev.add_argument("--features", default="auto",
+                  help="auto (points for toy2d, domain classifier for digits/shapes, else inception), "
+                       "domain, inception or points")
+  ev.add_argument("--inception-weights", help="FID Inception weights (.npz or .safetensors); "
+                  "default $JAXGEN_INCEPTION_WEIGHTS")
+  ev.add_argument("--ref-split", default="train", help="dataset split of the reference statistics")
+  ev.add_argument("--ref-num", type=int, default=50000, help="at most this many reference examples")
+  ev.add_argument("--cache-dir", help="default $JAXGEN_CACHE_DIR or ~/.cache/jaxgen")
+  ev.add_argument("--json", help="write the results to this JSON file")
+  ev.add_argument("--no-progress", action="store_true")
 
   info = sub.add_parser("info", help="parameter counts of a config's model (no allocation)")
   info.add_argument("--config", required=True)
@@ -122,6 +145,11 @@ def cmd_sample(args, overrides) -> int:
   return 0
 
 
+def cmd_eval(args, overrides) -> int:
+  from jaxgen.metrics import eval_cli
+  return eval_cli.run(args, overrides)
+
+
 def cmd_info(args, overrides) -> int:
   import jax
   import numpy as np
@@ -159,7 +187,8 @@ def cmd_bench(args, overrides) -> int:
 
 def main(argv: list[str] | None = None) -> int:
   args, rest = _parser().parse_known_args(argv)
-  handlers = {"train": cmd_train, "sample": cmd_sample, "info": cmd_info, "bench": cmd_bench}
+  handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "info": cmd_info,
+              "bench": cmd_bench}
   try:
     return handlers[args.command](args, rest)
   except UserError as e:

@@ -5,7 +5,9 @@ A method is a backbone plus:
 - `loss(params, mutable, batch, key) -> (loss, (aux, new_mutable))`: a pure function of its inputs;
   `mutable` holds non-trained collections (e.g. batch statistics; empty for DDPM);
 - `sample(params, mutable, key, num) -> images`: jittable, deterministic for a key;
-- `validate(config)`: config-time checks that raise ConfigError naming the key.
+- `validate(config)`: config-time checks that raise ConfigError naming the key;
+- optionally `bpd(params, mutable, x, key) -> {"bpd": [B], ...}`: a per-example upper bound on
+  the negative log-likelihood in bits per dimension, for methods with a likelihood bound.
 The engine (jaxgen.train) knows nothing else about the method.
 """
 
@@ -26,6 +28,7 @@ class Method:
   init: Callable
   loss: Callable
   sample: Callable
+  bpd: Callable | None = None
 
 
 def pure_loss(loss: Callable) -> Callable:

@@ -16,6 +16,9 @@ import pytest
 
 _DATA_DIR = os.environ.get("JAXGEN_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="jaxgen-test-data-")
 os.environ["JAXGEN_DATA_DIR"] = _DATA_DIR
+# Feature networks and reference statistics are cached per session (trained/computed once).
+_CACHE_DIR = os.environ.get("JAXGEN_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="jaxgen-test-cache-")
+os.environ["JAXGEN_CACHE_DIR"] = _CACHE_DIR
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / "tests" / "configs" / "tiny_ddpm.py")
@@ -23,7 +26,8 @@ TINY = str(REPO / "tests" / "configs" / "tiny_ddpm.py")
 
 def run_cli(args, *, devices: int = 1, env=None, timeout=300, check=True):
   """Runs `python -m jaxgen ARGS` in a subprocess; returns the CompletedProcess."""
-  full_env = dict(os.environ, JAXGEN_DATA_DIR=_DATA_DIR, PYTHONUNBUFFERED="1")
+  full_env = dict(os.environ, JAXGEN_DATA_DIR=_DATA_DIR, JAXGEN_CACHE_DIR=_CACHE_DIR,
+                  PYTHONUNBUFFERED="1")
   full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   full_env.pop("JAX_NUM_CPU_DEVICES", None)
   full_env.update(env or {})

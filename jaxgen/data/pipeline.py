@@ -163,3 +163,16 @@ def train_dataset(cfg: ml_collections.ConfigDict, *, seed: int, global_batch: in
   return ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.get("num_threads", 4),
                                               prefetch_buffer_size=cfg.get("prefetch", 8)))
 
+
+
+def eval_arrays(cfg: ml_collections.ConfigDict, split: str, limit: int = 0,
+                batch_size: int = 500) -> dict[str, np.ndarray]:
+  """The first `limit` examples (all when 0) of a split, preprocessed, in source order, as stacked
+  NumPy arrays (for reference statistics and feature-network training)."""
+  source = make_source(cfg, split)
+  n = len(source) if not limit else min(limit, len(source))
+  if n == 0:
+    raise DataError(f"Dataset '{cfg.name}' split '{split}' is empty.")
+  ds = grain.MapDataset.source(source)[:n].map(Preprocess(cfg)).batch(batch_size)
+  parts = list(ds.to_iter_dataset(grain.ReadOptions(num_threads=cfg.get("num_threads", 4))))
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxgen import method as method_lib
-from jaxgen.diffusion import ddpm
+from jaxgen.diffusion import ddpm, likelihood
 from jaxgen.diffusion.schedules import check_betas, linear_betas, make_schedule
 from jaxgen.errors import ConfigError
 from jaxgen.nn.mlp import MLPDenoiser
@@ -124,8 +124,14 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     return ddpm_ancestral(eps_fn, schedule, noise, step_key, variance=config.sample.variance,
                           clip_x0=config.sample.clip_x0, trajectory_every=trajectory_every)
 
+  def bpd(params, mutable, x0, key):
+    del mutable
+    eps_fn = lambda x, t: model.apply({"params": params}, x, t, False)
+    return likelihood.bits_per_dim(eps_fn, schedule, x0, key, variance=config.sample.variance,
+                                   clip_x0=config.sample.clip_x0, discrete=not is_points(config))
+
   return method_lib.Method(name="ddpm", model=model, init=init, loss=method_lib.pure_loss(loss),
-                           sample=sample)
+                           sample=sample, bpd=bpd)
 
 
 method_lib.register("ddpm", build, validate)

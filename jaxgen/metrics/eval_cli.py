@@ -1,0 +1,109 @@
+"""The body of `jaxgen eval` (argument parsing lives in jaxgen.cli)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import jax
+import numpy as np
+
+from jaxgen.errors import ConfigError
+from jaxgen.metrics import evaluate
+from jaxgen.metrics.features import extract_all
+
+
+def _metrics(values: list[str]) -> list[str]:
+  names = [m.strip() for v in values for m in v.split(",") if m.strip()]
+  for m in names:
+    if m not in evaluate.METRICS:
+      raise ConfigError(f"Unknown metric '{m}'. Choose from {', '.join(evaluate.METRICS)}.")
+  return list(dict.fromkeys(names))
+
+
+def run(args, overrides) -> int:
+  from jaxgen.cli import _load_config, load_run
+  from jaxgen.metrics.domain import cache_dir
+  if overrides:
+    raise ConfigError(f"jaxgen eval takes no config overrides, got {overrides[0]}.")
+  metrics = _metrics(args.metric)
+  if args.num < 2:
+    raise ConfigError("--num must be at least 2.")
+  log = lambda msg: print(msg, file=sys.stderr)
+  progress = not args.no_progress
+  cache = pathlib.Path(args.cache_dir).expanduser() if args.cache_dir else cache_dir()
+
+  state = trainer = step = None
+  if args.workdir:
+    from jaxgen.train.loop import Trainer
+    config, ckpt, step = load_run(args.workdir)
+    trainer = Trainer(config, args.workdir, progress=False)
+    state = ckpt.restore(step, trainer.abstract_state())
+    ckpt.close()
+  elif args.config:
+    config = _load_config(args.config, [])
+    if not args.samples or "bpd" in metrics:
+      raise ConfigError("With --config (no --workdir) give --samples FILE.npz; bpd needs --workdir.")
+  else:
+    raise ConfigError("Give --workdir DIR (a training run), or --config FILE with --samples FILE.npz.")
+  params = None if state is None else (state.ema_params if args.params == "ema" else state.params)
+
+  results: dict = {"workdir": args.workdir, "step": step, "params": args.params,
+                   "dataset": config.data.name, "metrics": {}}
+  sample_metrics = [m for m in metrics if m != "bpd"]
+  if sample_metrics:
+    if args.samples:
+      samples = evaluate.load_samples(args.samples)
+      results["samples"] = args.samples
+    else:
+      sample_kwargs = {}
+      if args.sampler is not None:
+        sample_kwargs["sampler"] = args.sampler
+      if args.steps is not None:
+        sample_kwargs["steps"] = args.steps
+      method = trainer.method
+      fn = jax.jit(lambda p, m, k: method.sample(p, m, k, args.batch, **sample_kwargs))
+      samples, seconds = evaluate.timed(evaluate.generate, lambda k: fn(params, state.mutable, k),
+                                        args.num, args.batch, args.seed, progress)
+      results.update(seed=args.seed, sampler=args.sampler, steps=args.steps,
+                     sampling_seconds=round(seconds, 2))
+    results["num_samples"] = len(samples)
+
+    feature_metrics = [m for m in sample_metrics if m != "modes"]
+    if feature_metrics:
+      network = evaluate.default_network(config.data, args.features,
+                                         inception_weights=args.inception_weights, log=log)
+      ref = evaluate.reference(config.data, network, split=args.ref_split, limit=args.ref_num,
+                               cache=cache, progress=progress)
+      bar = evaluate._progress(len(samples), "sample features", progress)
+      sample_out = extract_all(network, samples, bar)
+      bar.close()
+      results.update(features=network.name, feature_digest=network.digest,
+                     reference={"split": ref.split, "count": ref.stats.count,
+                                "content_digest": ref.content_digest, "cached": ref.cached})
+      for m in feature_metrics:
+        results["metrics"].update(evaluate.image_metrics(m, sample_out, ref, network))
+    if "modes" in sample_metrics:
+      results["metrics"].update(evaluate.mode_metrics(samples.reshape(len(samples), -1), config.data))
+
+  if "bpd" in metrics:
+    from jaxgen.metrics.likelihood import evaluate_bpd
+    results["metrics"].update(evaluate_bpd(trainer.method, params, state.mutable, config,
+                                           num=args.num, batch=args.batch, seed=args.seed,
+                                           progress=progress))
+
+  title = (f"jaxgen eval: {args.workdir or args.samples} (step {step}, {args.params} params)"
+           if step is not None else f"jaxgen eval: {args.samples}")
+  print(evaluate.format_table(title, results["metrics"]))
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(results, indent=1, default=_jsonable) + "\n")
+  return 0
+
+
+def _jsonable(x):
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, np.ndarray):
+    return x.tolist()
+  raise TypeError(type(x))
