@@ -120,3 +120,60 @@ def bench_conv(batch: int = 64, size: int = 32, channels: int = 64, repeats: int
 
 def format_report(result: dict) -> str:
   return json.dumps(result, indent=2, default=lambda x: float(x) if isinstance(x, np.floating) else str(x))
+
+
+def bench_features(networks: list[str], batch: int, repeats: int, data_cfg=None) -> dict:
+  """Feature-extraction throughput (images/s) of feature networks under jit, at a fixed batch.
+
+  domain-digits / domain-shapes use the cached (or freshly trained) classifiers; inception uses
+  random weights of the exact architecture (throughput does not depend on the values). Inputs are
+  the resolution each network is fed in practice: 8x8x1 digits, 32x32x3 shapes, and 32x32x3 images
+  resized to 299x299 for Inception (the resize is part of the timed function). Also times the
+  reference-statistics cache: the first call computes, the second reads the npz."""
+  import pathlib
+  import tempfile
+
+  from jaxgen.data import data_config
+  from jaxgen.metrics import domain, evaluate, inception
+  from jaxgen.metrics.features import FeatureNetwork
+
+  results: dict = {"device": jax.devices()[0].device_kind, "platform": platform.platform(),
+                   "batch": batch, "repeats": repeats, "networks": {}}
+  for name in networks:
+    if name in ("domain-digits", "domain-shapes"):
+      dataset = name.split("-")[1]
+      net = domain.domain_network(data_config(name=dataset), batch_size=batch)
+      shape = (batch, 8, 8, 1) if dataset == "digits" else (batch, 32, 32, 3)
+    elif name == "inception":
+      rng = np.random.default_rng(0)
+      variables = jax.tree.map(lambda s: (0.01 * rng.standard_normal(s.shape)).astype(np.float32),
+                               inception.variable_shapes())
+      model = inception.FIDInceptionV3()
+      run = jax.jit(lambda x: model.apply(variables, inception.to_inception_input(x))["pool_3"])
+      net = FeatureNetwork("inception", 2048, "random", lambda x: {"features": np.asarray(run(x))},
+                           batch_size=batch)
+      shape = (batch, 32, 32, 3)
+    else:
+      raise ValueError(f"unknown network '{name}' (domain-digits, domain-shapes, inception)")
+    x = np.random.default_rng(1).uniform(-1, 1, shape).astype(np.float32)
+    t0 = time.perf_counter()
+    net.extract(x)
+    first = time.perf_counter() - t0
+    times = _time_calls(lambda: net.extract(x), repeats, warmup=1)
+    med = statistics.median(times)
+    results["networks"][name] = {"first_call_s": round(first, 3), "batch_s_median": round(med, 4),
+                                 "images_per_s": round(batch / med, 1),
+                                 "batch_s_all": [round(t, 4) for t in times]}
+  if "domain-digits" in networks:
+    net = domain.domain_network(data_config(name="digits"), batch_size=batch)
+    cfg = data_config(name="digits", image_size=8, channels=1)
+    with tempfile.TemporaryDirectory() as tmp:
+      t0 = time.perf_counter()
+      evaluate.reference(cfg, net, cache=pathlib.Path(tmp), progress=False)
+      computed = time.perf_counter() - t0
+      t0 = time.perf_counter()
+      ref = evaluate.reference(cfg, net, cache=pathlib.Path(tmp), progress=False)
+      cached = time.perf_counter() - t0
+    results["reference_digits_train"] = {"compute_s": round(computed, 3), "cached_s": round(cached, 4),
+                                         "count": ref.stats.count, "was_cached": ref.cached}
+  return results

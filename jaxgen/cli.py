@@ -73,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
   bc.add_argument("--size", type=int, default=32)
   bc.add_argument("--channels", type=int, default=64)
   bc.add_argument("--json")
+  bf = bench_sub.add_parser("features", help="feature-network throughput (images/s) under jit")
+  bf.add_argument("--networks", default="domain-digits,domain-shapes,inception")
+  bf.add_argument("--batch", type=int, default=100)
+  bf.add_argument("--repeats", type=int, default=5)
+  bf.add_argument("--json")
   return p
 
 
@@ -176,6 +181,8 @@ def cmd_bench(args, overrides) -> int:
     result = bench.bench_train(config, repeats=args.repeats)
     result["config"] = args.config
     result["overrides"] = overrides
+  elif args.bench_command == "features":
+    result = bench.bench_features(args.networks.split(","), args.batch, args.repeats)
   else:
     result = bench.bench_conv(args.batch, args.size, args.channels)
   text = bench.format_report(result)

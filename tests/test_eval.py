@@ -59,7 +59,7 @@ def test_eval_digits_checkpoint(reference_run, tmp_path):
   r = json.loads(out.read_text())
   m = r["metrics"]
   assert r["step"] == 12 and r["num_samples"] == 40 and r["features"] == "domain-digits"
-  assert r["reference"]["count"] == 1500
+  assert r["reference"]["count"] == 1500 and r["feature_network_info"]["test_accuracy"] > 0.9
   for key in ("fd", "kid", "kid_std", "precision", "recall", "density", "coverage", "bpd",
               "class_coverage", "confidence"):
     assert np.isfinite(m[key]), key
@@ -98,6 +98,13 @@ def test_eval_bad_input_exits_2(tmp_path, args, message):
   proc = run_cli(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "s.npz"), *args],
                  check=False)
   assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow
+def test_eval_unknown_sampler_exits_2(reference_run):
+  proc = run_cli(["eval", "--workdir", str(reference_run), "--metric", "fd", "--num", "4",
+                  "--sampler", "euler"], check=False)
+  assert proc.returncode == 2 and "sampler 'euler'" in proc.stderr, proc.stderr
 
 
 def test_eval_samples_file_without_samples_exits_2(tmp_path):

@@ -57,13 +57,24 @@ def test_fixed_variances_give_upper_bounds(gaussian_case):
 
 def test_discretized_likelihood_is_a_distribution_over_the_256_levels():
   levels = jnp.linspace(-1.0, 1.0, 256)
-  for mean, scale in ((0.3, 0.2), (-0.99, 0.01), (0.0, 3.0)):
+  for mean, scale in ((0.3, 0.2), (-0.99, 0.01), (0.0, 3.0), (-0.5, 0.007), (0.9, 1e-4)):
     p = jnp.exp(likelihood.discretized_gaussian_log_likelihood(levels, mean, jnp.log(scale)))
     assert float(p.sum()) == pytest.approx(1.0, abs=1e-5)
   # Centred on an inner level, the bin [x - 1/255, x + 1/255] holds 2 Phi(1/255 / sigma) - 1.
   sigma = 2e-3
   p = jnp.exp(likelihood.discretized_gaussian_log_likelihood(levels[100], levels[100], jnp.log(sigma)))
   assert float(p) == pytest.approx(2 * scipy.stats.norm.cdf(1 / 255 / sigma) - 1, rel=1e-5)
+  # Far in either tail the log-probability stays finite and matches SciPy's float64 value,
+  # log(Phi(hi) - Phi(lo)) computed on the side where the tail is small.
+  norm = scipy.stats.norm
+  for x, mean in ((levels[200], -0.5), (levels[20], 0.5)):
+    ours = float(likelihood.discretized_gaussian_log_likelihood(x, mean, jnp.log(0.007)))
+    lo, hi = (float(x) - mean - 1 / 255) / 0.007, (float(x) - mean + 1 / 255) / 0.007
+    if lo > 0:  # upper tail: Phi(hi) - Phi(lo) = sf(lo) - sf(hi)
+      exact = norm.logsf(lo) + np.log(-np.expm1(norm.logsf(hi) - norm.logsf(lo)))
+    else:
+      exact = norm.logcdf(hi) + np.log(-np.expm1(norm.logcdf(lo) - norm.logcdf(hi)))
+    assert np.isfinite(ours) and ours == pytest.approx(exact, rel=1e-4)
 
 
 def test_normal_kl_closed_form():

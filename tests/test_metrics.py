@@ -163,3 +163,18 @@ def test_mode_coverage_reverse_kl_by_hand():
   r = modes.mode_coverage(samples, CENTRES, std=0.02)
   q = np.array([0.75, 0.25])
   assert r.reverse_kl == pytest.approx(np.sum(q * np.log(q * 4)))
+
+
+def test_class_scores_by_hand():
+  from jaxgen.metrics.evaluate import class_scores
+  # 10 samples over 4 classes: predictions 0 x6, 1 x3, 2 x1, 3 x0; the reference is uniform.
+  probs = np.zeros((10, 4))
+  probs[np.arange(10), [0] * 6 + [1] * 3 + [2]] = 0.7
+  probs[np.arange(10), 3] += 0.3
+  ref = np.eye(4)[np.arange(40) % 4]
+  s = class_scores(probs, ref, ("a", "b", "c", "d"))
+  assert s["classes_covered"] == 3 and s["class_coverage"] == 0.75  # threshold max(1, 0.25)
+  assert s["confidence"] == pytest.approx(0.7) and s["reference_confidence"] == 1.0
+  q = np.array([0.6, 0.3, 0.1])
+  assert s["class_kl"] == pytest.approx(np.sum(q * np.log(q / 0.25)), rel=1e-6)
+  assert s["class_histogram"] == {"a": 6, "b": 3, "c": 1, "d": 0}

@@ -39,8 +39,15 @@ def discretized_gaussian_log_likelihood(x, mean, log_scale, bins: int = 256):
   lower = inv_std * (x - mean - half_bin)
   log_cdf_upper = log_ndtr(upper)
   log_sf_lower = log_ndtr(-lower)
-  # log(Phi(upper) - Phi(lower)) = log Phi(upper) + log(1 - exp(log Phi(lower) - log Phi(upper))).
-  log_delta = log_cdf_upper + jnp.log1p(-jnp.exp(jnp.minimum(log_ndtr(lower) - log_cdf_upper, -1e-12)))
+  # Phi(upper) - Phi(lower) = Phi(b) - Phi(a) with (a, b) = (lower, upper) below the mean and
+  # (-upper, -lower) above it, so both lie in the lower tail where log_ndtr keeps its precision
+  # (in the upper tail both CDFs round to 1 and the difference to 0). Then
+  # log(Phi(b) - Phi(a)) = log Phi(b) + log(-expm1(log Phi(a) - log Phi(b))).
+  above = x > mean
+  a = jnp.where(above, -upper, lower)
+  b = jnp.where(above, -lower, upper)
+  log_b = log_ndtr(b)
+  log_delta = log_b + jnp.log(-jnp.expm1(jnp.minimum(log_ndtr(a) - log_b, -1e-30)))
   return jnp.where(x < -1.0 + half_bin, log_cdf_upper,
                    jnp.where(x > 1.0 - half_bin, log_sf_lower, log_delta))
 

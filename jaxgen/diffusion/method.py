@@ -116,8 +116,11 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       return model.apply({"params": params}, x_t, t, True, rngs={"dropout": model_key})
     return ddpm.eps_mse_loss(eps_fn, schedule, batch[field], key)
 
-  def sample(params, mutable, key, num, trajectory_every=0):
+  def sample(params, mutable, key, num, trajectory_every=0, sampler="ancestral", steps=None):
     del mutable
+    if sampler != "ancestral" or steps not in (None, d.num_timesteps):
+      raise ConfigError(f"The ddpm method samples with sampler 'ancestral' over all "
+                        f"{d.num_timesteps} steps; got sampler '{sampler}' with steps {steps}.")
     noise_key, step_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (num,) + shape, jnp.float32)
     eps_fn = lambda x, t: model.apply({"params": params}, x, t, False)

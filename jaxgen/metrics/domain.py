@@ -206,4 +206,4 @@ def domain_network(data_cfg: ml_collections.ConfigDict, seed: int = 0, *, log=No
                         digest=f"{info['sha256'][:16]}",
                         extract=lambda x: {k: np.asarray(v) for k, v in run(x).items()},
                         batch_size=batch_size, num_classes=spec.num_classes,
-                        class_names=spec.class_names)
+                        class_names=spec.class_names, info=info)

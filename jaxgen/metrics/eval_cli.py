@@ -80,6 +80,7 @@ def run(args, overrides) -> int:
       sample_out = extract_all(network, samples, bar)
       bar.close()
       results.update(features=network.name, feature_digest=network.digest,
+                     feature_network_info=network.info,
                      reference={"split": ref.split, "count": ref.stats.count,
                                 "content_digest": ref.content_digest, "cached": ref.cached})
       for m in feature_metrics:

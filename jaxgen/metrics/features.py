@@ -25,6 +25,7 @@ class FeatureNetwork:
   batch_size: int = 250
   num_classes: int = 0
   class_names: tuple[str, ...] = ()
+  info: dict = dataclasses.field(default_factory=dict)  # e.g. a classifier's test accuracy
 
 
 def extract_all(network: FeatureNetwork, samples: np.ndarray, progress=None) -> dict[str, np.ndarray]:

@@ -286,7 +286,7 @@ def read_tensor_file(path: str | pathlib.Path) -> dict[str, np.ndarray]:
   path = pathlib.Path(path)
   if not path.is_file():
     raise CheckpointError(f"Inception weights file '{path}' does not exist. Convert pytorch-fid's "
-                          "weights once (see `python -m jaxgen.metrics.inception --help`).")
+                          "weights once as described at the top of jaxgen/metrics/inception.py.")
   try:
     if path.suffix == ".safetensors":
       from safetensors.numpy import load_file
