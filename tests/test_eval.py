@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, run_cli
+from jaxgen import cli
 from jaxgen.data import data_config, eval_arrays
 from jaxgen.metrics import domain, evaluate, frechet
 from jaxgen.metrics.features import extract_all
@@ -42,8 +43,8 @@ def test_eval_on_the_dataset_itself_gives_zero_distance(tmp_path, digits_network
   real = eval_arrays(data_config(name="digits", image_size=8, channels=1), "train")["image"]
   np.savez(tmp_path / "real.npz", samples=real)
   out = tmp_path / "real.json"
-  run_cli(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "real.npz"),
-           "--metric", "fd,pr", "--json", str(out), "--no-progress"])
+  assert cli.main(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "real.npz"),
+                   "--metric", "fd,pr", "--json", str(out), "--no-progress"]) == 0
   m = json.loads(out.read_text())["metrics"]
   assert abs(m["fd"]) < 1e-6 * m["fd_trace_term"] + 1e-6
   assert m["precision"] == 1.0 and m["recall"] == 1.0 and m["coverage"] == 1.0
@@ -93,11 +94,10 @@ def test_eval_toy2d_checkpoint(tmp_path):
     (["--metric", "modes"], "needs a Gaussian-mixture dataset"),
     (["--metric", "fd", "--features", "inception"], "FID Inception needs weights"),
 ])
-def test_eval_bad_input_exits_2(tmp_path, args, message):
+def test_eval_bad_input_exits_2(tmp_path, capsys, args, message):
   np.savez(tmp_path / "s.npz", samples=np.zeros((4, 8, 8, 1), np.float32))
-  proc = run_cli(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "s.npz"), *args],
-                 check=False)
-  assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+  code = cli.main(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "s.npz"), *args])
+  assert code == 2 and message in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -107,11 +107,11 @@ def test_eval_unknown_sampler_exits_2(reference_run):
   assert proc.returncode == 2 and "sampler 'euler'" in proc.stderr, proc.stderr
 
 
-def test_eval_samples_file_without_samples_exits_2(tmp_path):
+def test_eval_samples_file_without_samples_exits_2(tmp_path, capsys):
   np.savez(tmp_path / "bad.npz", images=np.zeros((4, 8, 8, 1), np.float32))
-  proc = run_cli(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "bad.npz"),
-                  "--metric", "fd"], check=False)
-  assert proc.returncode == 2 and "has no 'samples' array" in proc.stderr
+  code = cli.main(["eval", "--config", DIGITS_CONFIG, "--samples", str(tmp_path / "bad.npz"),
+                   "--metric", "fd"])
+  assert code == 2 and "has no 'samples' array" in capsys.readouterr().err
 
 
 def test_reference_cache_key_changes_with_the_data():

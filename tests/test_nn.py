@@ -30,16 +30,17 @@ def _tiny_unet(**kw):
 
 
 def test_unet_shapes_remat_and_time_dependence():
+  # Everything under jit: eager flax dispatches (and compiles) op by op, which is far slower.
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 1))
   t = jnp.array([3, 40])
   model = _tiny_unet()
-  variables = model.init(jax.random.key(1), x, t, False)
-  y = model.apply(variables, x, t, False)
-  assert y.shape == x.shape
+  variables = jax.jit(lambda k: model.init(k, x, t, False))(jax.random.key(1))
+  apply = jax.jit(lambda v, tt: model.apply(v, x, tt, False))
+  assert apply(variables, t).shape == x.shape
   # The output conv starts near zero (DDPM init), so perturb params to test time dependence.
-  variables = jax.tree.map(lambda p: p + 0.05 * jnp.ones_like(p), variables)
-  y0 = model.apply(variables, x, jnp.array([3, 3]), False)
-  y1 = model.apply(variables, x, jnp.array([900, 900]), False)
+  variables = jax.jit(lambda v: jax.tree.map(lambda p: p + 0.05, v))(variables)
+  y0 = apply(variables, jnp.array([3, 3]))
+  y1 = apply(variables, jnp.array([900, 900]))
   assert not np.allclose(y0, y1)
   loss = lambda m: lambda v: jnp.sum(m.apply(v, x, t, False) ** 2)
   g = jax.jit(jax.grad(loss(model)))(variables)
@@ -49,10 +50,11 @@ def test_unet_shapes_remat_and_time_dependence():
 
 def test_unet_bfloat16_activations_keep_float32_params():
   x = jnp.ones((1, 8, 8, 1))
+  t = jnp.zeros(1, jnp.int32)
   model = _tiny_unet(dtype="bfloat16")
-  variables = model.init(jax.random.key(0), x, jnp.zeros(1, jnp.int32), False)
+  variables = jax.jit(lambda k: model.init(k, x, t, False))(jax.random.key(0))
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables))
-  assert model.apply(variables, x, jnp.zeros(1, jnp.int32), False).dtype == jnp.float32
+  assert jax.jit(lambda v: model.apply(v, x, t, False))(variables).dtype == jnp.float32
 
 
 @pytest.mark.parametrize("args, fragment", [
