@@ -76,7 +76,7 @@ def run(args, overrides) -> int:
                                          inception_weights=args.inception_weights, log=log)
       ref = evaluate.reference(config.data, network, split=args.ref_split, limit=args.ref_num,
                                cache=cache, progress=progress)
-      bar = evaluate._progress(len(samples), "sample features", progress)
+      bar = evaluate.progress_bar(len(samples), "sample features", progress)
       sample_out = extract_all(network, samples, bar)
       bar.close()
       results.update(features=network.name, feature_digest=network.digest,

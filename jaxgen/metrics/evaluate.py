@@ -33,7 +33,7 @@ _DATA_IDENTITY_KEYS = ("name", "tfds_name", "path", "variant", "num_examples", "
                        "generate_size", "image_size", "channels", "image_key")
 
 
-def _progress(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
   from tqdm import tqdm
   return tqdm(total=total, desc=desc, unit="ex", dynamic_ncols=True, leave=False,
               disable=None if enabled else True, file=sys.stderr)
@@ -104,7 +104,7 @@ def reference(data_cfg: ml_collections.ConfigDict, network: FeatureNetwork, *, s
                       "file and they will be recomputed.") from None
   arrays = eval_arrays(data_cfg, split, limit)
   examples = arrays["point"] if "point" in arrays else arrays["image"]
-  bar = _progress(len(examples), f"reference features ({split})", progress)
+  bar = progress_bar(len(examples), f"reference features ({split})", progress)
   out = extract_all(network, examples, bar)
   bar.close()
   stats = frechet.FeatureStats(network.dim).update(out["features"])
@@ -124,7 +124,7 @@ def generate(sample_fn: Callable, num: int, batch: int, seed: int, progress: boo
   """`num` samples from sample_fn(key, batch), batch i drawn with fold_in(PRNGKey(seed), i)."""
   root = jax.random.PRNGKey(seed)
   parts = []
-  bar = _progress(num, "sampling", progress)
+  bar = progress_bar(num, "sampling", progress)
   for i in range(-(-num // batch)):
     x = np.asarray(sample_fn(jax.random.fold_in(root, i)))
     parts.append(x)

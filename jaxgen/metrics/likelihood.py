@@ -15,7 +15,7 @@ def evaluate_bpd(method, params, mutable, config: ml_collections.ConfigDict, *, 
   """Mean (and standard error) of the per-example bound over the first `num` examples of a split.
 
   Example i's noise comes from fold_in(PRNGKey(seed), i // batch), so the figure is reproducible."""
-  from jaxgen.metrics.evaluate import _progress
+  from jaxgen.metrics.evaluate import progress_bar
   if method.bpd is None:
     raise ConfigError(f"Method '{method.name}' provides no likelihood bound; --metric bpd applies "
                       "to diffusion methods.")
@@ -24,7 +24,7 @@ def evaluate_bpd(method, params, mutable, config: ml_collections.ConfigDict, *, 
   fn = jax.jit(lambda p, m, xb, k: method.bpd(p, m, xb, k))
   root = jax.random.PRNGKey(seed)
   parts: dict[str, list[np.ndarray]] = {}
-  bar = _progress(len(x), f"bits/dim ({split})", progress)
+  bar = progress_bar(len(x), f"bits/dim ({split})", progress)
   for i, start in enumerate(range(0, len(x), batch)):
     chunk = x[start:start + batch]
     n = len(chunk)
