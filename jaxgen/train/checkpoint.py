@@ -67,6 +67,16 @@ class Checkpointer:
     handlers = {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler(),
                 "config": ocp.JsonCheckpointHandler()}
     self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
+    # The manager removes unfinished checkpoints of earlier runs on a background thread that only a
+    # save waits for; a process that fails before its first save could exit while that thread still
+    # runs, and it then dies with a traceback at interpreter shutdown. Wait for it here (a listing
+    # of the checkpoint directory, quick).
+    self._await_tmp_cleanup()
+
+  def _await_tmp_cleanup(self) -> None:
+    wait = getattr(self.manager, "_maybe_await_cleanup_tmp_directory", None)
+    if wait is not None:
+      wait()
 
   def latest_step(self) -> int | None:
     return self.manager.latest_step()
