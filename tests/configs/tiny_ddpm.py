@@ -1,18 +1,16 @@
 """A DDPM small enough that a subprocess run compiles and trains in seconds (tests only)."""
 
-import ml_collections
-
-import importlib.util
 import pathlib
 
-_spec = importlib.util.spec_from_file_location(
-    "ddpm_digits", pathlib.Path(__file__).resolve().parents[2] / "experiments" / "ddpm_digits.py")
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+import ml_collections
+
+from jaxgen.config import load_config_file
+
+EXPERIMENT = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "ddpm_digits.py"
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = _base.get_config()
+  c = load_config_file(EXPERIMENT)
   c.data.image_size = 8
   c.data.num_threads = 2
   c.model.ch = 8

@@ -1,18 +1,16 @@
 """A DDPM on the ring of 8 Gaussians small enough to train in seconds (tests only)."""
 
-import importlib.util
 import pathlib
 
 import ml_collections
 
-_spec = importlib.util.spec_from_file_location(
-    "ddpm_toy2d", pathlib.Path(__file__).resolve().parents[2] / "experiments" / "ddpm_toy2d.py")
-_base = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_base)
+from jaxgen.config import load_config_file
+
+EXPERIMENT = pathlib.Path(__file__).resolve().parents[2] / "experiments" / "ddpm_toy2d.py"
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = _base.get_config()
+  c = load_config_file(EXPERIMENT)
   c.data.num_examples = 2000
   c.data.num_threads = 2
   c.model.hidden = 32
