@@ -3,7 +3,6 @@ invariance, preemption, non-finite losses, and clear errors for bad input. Each 
 real CLI in subprocesses on the tiny DDPM config."""
 
 import os
-import pathlib
 import shutil
 import signal
 import socket

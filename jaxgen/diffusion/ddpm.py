@@ -26,6 +26,18 @@ def posterior_mean(schedule: DiscreteSchedule, x0, x_t, t):
           + extract(schedule.posterior_mean_coef_xt, t, x_t.ndim) * x_t)
 
 
+def reverse_log_variance(schedule: DiscreteSchedule, variance) -> jax.Array:
+  """log of the reverse-process variance per timestep: Ho et al.'s fixed choices by name, or a
+  given array of T log-variances."""
+  if not isinstance(variance, str):
+    return jnp.asarray(variance, jnp.float32)
+  if variance == "fixed_small":
+    return schedule.posterior_log_variance_clipped
+  if variance == "fixed_large":
+    return jnp.log(jnp.append(schedule.posterior_variance[1], schedule.betas[1:]))
+  raise ValueError(f"variance must be fixed_small or fixed_large, not '{variance}'")
+
+
 def eps_mse_loss(eps_fn: Callable, schedule: DiscreteSchedule, x0: jax.Array, key: jax.Array):
   """L_simple: E_{t, eps} ||eps - eps_theta(x_t, t)||^2, averaged over pixels and the batch.
 

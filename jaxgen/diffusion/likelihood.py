@@ -56,24 +56,12 @@ def gaussian_log_density(x, mean, logvar):
   return -0.5 * (math.log(2 * math.pi) + logvar + jnp.square(x - mean) * jnp.exp(-logvar))
 
 
-def reverse_log_variance(schedule: DiscreteSchedule, variance) -> jax.Array:
-  """log of the reverse-process variance per timestep: Ho et al.'s fixed choices by name, or a
-  given array of T log-variances."""
-  if not isinstance(variance, str):
-    return jnp.asarray(variance, jnp.float32)
-  if variance == "fixed_small":
-    return schedule.posterior_log_variance_clipped
-  if variance == "fixed_large":
-    return jnp.log(jnp.append(schedule.posterior_variance[1], schedule.betas[1:]))
-  raise ValueError(f"variance must be fixed_small or fixed_large, not '{variance}'")
-
-
 def vlb_terms(eps_fn: Callable, schedule: DiscreteSchedule, x0: jax.Array, key: jax.Array, *,
               variance: str = "fixed_small", clip_x0: bool = False, discrete: bool = True):
   """Per-example terms of the bound, in nats: (prior [B], per-timestep [T, B]; index 0 is the
   decoder's -log p(x0|x1)). eps_fn(x_t, t) -> predicted noise."""
   T = schedule.num_timesteps
-  log_var = reverse_log_variance(schedule, variance)
+  log_var = ddpm.reverse_log_variance(schedule, variance)
   reduce = lambda v: jnp.sum(v.reshape(v.shape[0], -1), axis=1)
 
   def term(_, t):

@@ -42,7 +42,7 @@ def _validate_mlp(m: ml_collections.ConfigDict) -> None:
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  m, d, diff = config.model, config.data, config.diffusion
+  m, d = config.model, config.data
   expected = "mlp" if is_points(config) else "unet"
   if m.name != expected:
     raise ConfigError(f"Config key 'model.name' is '{m.name}'; the ddpm method uses '{expected}' "

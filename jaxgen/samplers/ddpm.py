@@ -24,12 +24,7 @@ def ddpm_ancestral(eps_fn: Callable, schedule: DiscreteSchedule, noise: jax.Arra
   NFE = T.
   """
   T = schedule.num_timesteps
-  if variance == "fixed_small":
-    log_var = schedule.posterior_log_variance_clipped
-  elif variance == "fixed_large":
-    log_var = jnp.log(jnp.append(schedule.posterior_variance[1], schedule.betas[1:]))
-  else:
-    raise ValueError(f"variance must be fixed_small or fixed_large, not '{variance}'")
+  log_var = ddpm.reverse_log_variance(schedule, variance)
 
   def step(x, t):
     t_batch = jnp.full((x.shape[0],), t, jnp.int32)
