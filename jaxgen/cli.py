@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
   return p
 
 
-def _load_config(path: str, overrides: list[str]):
+def load_config(path: str, overrides: list[str]):
   from jaxgen import config as config_lib
   config = config_lib.load_config_file(path)
   config_lib.apply_overrides(config, config_lib.parse_override_args(overrides))
@@ -91,7 +91,7 @@ def _load_config(path: str, overrides: list[str]):
 def cmd_train(args, overrides) -> int:
   # Join the multi-process run before anything initialises a JAX backend.
   from jaxgen.train.distributed import maybe_initialize
-  config = _load_config(args.config, overrides)
+  config = load_config(args.config, overrides)
   from jaxgen import config as config_lib
   config_lib.validate_common(config)
   from jaxgen.method import validate_method_config
@@ -126,18 +126,25 @@ def load_run(workdir: str):
   return config, ckpt, step
 
 
+def restore_run(workdir: str, which_params: str):
+  """(trainer, state, params, step) of a workdir's latest checkpoint; params are the EMA or the
+  online ones (`which_params`: ema | online). The trainer's config is the checkpoint's."""
+  from jaxgen.train.loop import Trainer
+  config, ckpt, step = load_run(workdir)
+  trainer = Trainer(config, workdir, progress=False)
+  state = ckpt.restore(step, trainer.abstract_state())
+  ckpt.close()
+  return trainer, state, state.ema_params if which_params == "ema" else state.params, step
+
+
 def cmd_sample(args, overrides) -> int:
   import jax
   import numpy as np
   from jaxgen import images
-  from jaxgen.train.loop import Trainer, to_host
+  from jaxgen.train.loop import to_host
   if overrides:
     raise ConfigError(f"jaxgen sample takes no config overrides, got {overrides[0]}.")
-  config, ckpt, step = load_run(args.workdir)
-  trainer = Trainer(config, args.workdir, progress=False)
-  state = ckpt.restore(step, trainer.abstract_state())
-  ckpt.close()
-  params = state.ema_params if args.params == "ema" else state.params
+  trainer, state, params, step = restore_run(args.workdir, args.params)
   fn = jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, args.num))
   t0 = time.perf_counter()
   samples = to_host(fn(params, state.mutable, jax.random.PRNGKey(args.seed)))
@@ -159,7 +166,7 @@ def cmd_info(args, overrides) -> int:
   import jax
   import numpy as np
   from jaxgen.method import build_method
-  config = _load_config(args.config, overrides)
+  config = load_config(args.config, overrides)
   method = build_method(config)
   shapes = jax.eval_shape(method.init, jax.random.PRNGKey(0))["params"]
   total = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
@@ -177,7 +184,7 @@ def cmd_info(args, overrides) -> int:
 def cmd_bench(args, overrides) -> int:
   from jaxgen import bench
   if args.bench_command == "train":
-    config = _load_config(args.config, overrides)
+    config = load_config(args.config, overrides)
     result = bench.bench_train(config, repeats=args.repeats)
     result["config"] = args.config
     result["overrides"] = overrides

@@ -70,9 +70,8 @@ class DomainSpec:
 
   @property
   def key(self) -> str:
-    params = (f"{self.dataset}-size{self.image_size}-n{self.data.num_examples}"
-              f"-seed{self.data.dataset_seed}")
-    return params
+    return (f"{self.dataset}-size{self.image_size}-n{self.data.num_examples}"
+            f"-seed{self.data.dataset_seed}")
 
 
 def domain_spec(data_cfg: ml_collections.ConfigDict) -> DomainSpec:
@@ -203,7 +202,7 @@ def domain_network(data_cfg: ml_collections.ConfigDict, seed: int = 0, *, log=No
     return {"features": features, "probs": jax.nn.softmax(logits)}
 
   return FeatureNetwork(name=f"domain-{spec.dataset}", dim=FEATURE_DIM,
-                        digest=f"{info['sha256'][:16]}",
+                        digest=info["sha256"][:16],
                         extract=lambda x: {k: np.asarray(v) for k, v in run(x).items()},
                         batch_size=batch_size, num_classes=spec.num_classes,
                         class_names=spec.class_names, info=info)

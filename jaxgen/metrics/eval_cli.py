@@ -23,7 +23,7 @@ def _metrics(values: list[str]) -> list[str]:
 
 
 def run(args, overrides) -> int:
-  from jaxgen.cli import _load_config, load_run
+  from jaxgen.cli import load_config, restore_run
   from jaxgen.metrics.domain import cache_dir
   if overrides:
     raise ConfigError(f"jaxgen eval takes no config overrides, got {overrides[0]}.")
@@ -34,20 +34,16 @@ def run(args, overrides) -> int:
   progress = not args.no_progress
   cache = pathlib.Path(args.cache_dir).expanduser() if args.cache_dir else cache_dir()
 
-  state = trainer = step = None
+  state = trainer = step = params = None
   if args.workdir:
-    from jaxgen.train.loop import Trainer
-    config, ckpt, step = load_run(args.workdir)
-    trainer = Trainer(config, args.workdir, progress=False)
-    state = ckpt.restore(step, trainer.abstract_state())
-    ckpt.close()
+    trainer, state, params, step = restore_run(args.workdir, args.params)
+    config = trainer.config
   elif args.config:
-    config = _load_config(args.config, [])
+    config = load_config(args.config, [])
     if not args.samples or "bpd" in metrics:
       raise ConfigError("With --config (no --workdir) give --samples FILE.npz; bpd needs --workdir.")
   else:
     raise ConfigError("Give --workdir DIR (a training run), or --config FILE with --samples FILE.npz.")
-  params = None if state is None else (state.ema_params if args.params == "ema" else state.params)
 
   results: dict = {"workdir": args.workdir, "step": step, "params": args.params,
                    "dataset": config.data.name, "metrics": {}}

@@ -20,8 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from jaxgen.data import builtin, eval_arrays
-from jaxgen.data import pipeline
+from jaxgen.data import builtin, eval_arrays, pipeline
 from jaxgen.errors import ConfigError, DataError
 from jaxgen.metrics import frechet, manifold, modes
 from jaxgen.metrics.features import FeatureNetwork, extract_all, point_network
@@ -77,6 +76,16 @@ def default_network(data_cfg: ml_collections.ConfigDict, kind: str = "auto", *,
   raise ConfigError(f"Unknown feature network '{kind}': use auto, domain, inception or points.")
 
 
+def array_digest(*arrays) -> str:
+  """A short content hash of arrays (for cache keys)."""
+  h = hashlib.sha256()
+  for a in arrays:
+    a = np.ascontiguousarray(a)
+    h.update(str((a.dtype.str, a.shape)).encode())
+    h.update(a.tobytes())
+  return h.hexdigest()[:16]
+
+
 @dataclasses.dataclass
 class Reference:
   features: np.ndarray
@@ -108,7 +117,7 @@ def reference(data_cfg: ml_collections.ConfigDict, network: FeatureNetwork, *, s
   out = extract_all(network, examples, bar)
   bar.close()
   stats = frechet.FeatureStats(network.dim).update(out["features"])
-  digest = frechet.array_digest(examples)
+  digest = array_digest(examples)
   path.parent.mkdir(parents=True, exist_ok=True)
   extra = {"probs": out["probs"]} if "probs" in out else {}
   tmp = path.with_suffix(".tmp.npz")

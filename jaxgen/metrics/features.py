@@ -28,6 +28,13 @@ class FeatureNetwork:
   info: dict = dataclasses.field(default_factory=dict)  # e.g. a classifier's test accuracy
 
 
+def pad_batch(chunk: np.ndarray, size: int) -> np.ndarray:
+  """A short last batch repeated to the compiled batch size (callers drop the padding after)."""
+  if len(chunk) >= size:
+    return chunk
+  return np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])
+
+
 def extract_all(network: FeatureNetwork, samples: np.ndarray, progress=None) -> dict[str, np.ndarray]:
   """Runs the network over `samples` in fixed-size batches (the last one padded, so one compile)."""
   batches = (samples[i:i + network.batch_size] for i in range(0, len(samples), network.batch_size))
@@ -39,10 +46,7 @@ def extract_batches(network: FeatureNetwork, batches: Iterable[np.ndarray], tota
   outputs: dict[str, list[np.ndarray]] = {}
   for chunk in batches:
     n = len(chunk)
-    if n < network.batch_size:  # pad to the compiled batch size, drop the padding after
-      pad = np.repeat(chunk[-1:], network.batch_size - n, axis=0)
-      chunk = np.concatenate([chunk, pad])
-    for k, v in network.extract(chunk).items():
+    for k, v in network.extract(pad_batch(chunk, network.batch_size)).items():
       outputs.setdefault(k, []).append(np.asarray(v)[:n])
     if progress is not None:
       progress.update(n)

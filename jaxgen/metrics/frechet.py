@@ -16,7 +16,6 @@ the usual scipy.linalg.sqrtm route would report as the imaginary part. It is ret
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import pathlib
 
 import numpy as np
@@ -182,12 +181,3 @@ def kernel_inception_distance(real, fake, *, num_subsets: int = 100, subset_size
   return KIDResult(mean=float(np.mean(values)), std=float(np.std(values)),
                    num_subsets=num_subsets, subset_size=size)
 
-
-def array_digest(*arrays) -> str:
-  """A short content hash of arrays (for cache keys)."""
-  h = hashlib.sha256()
-  for a in arrays:
-    a = np.ascontiguousarray(a)
-    h.update(str((a.dtype.str, a.shape)).encode())
-    h.update(a.tobytes())
-  return h.hexdigest()[:16]

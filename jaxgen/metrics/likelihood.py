@@ -8,6 +8,7 @@ import numpy as np
 
 from jaxgen.data import eval_arrays
 from jaxgen.errors import ConfigError
+from jaxgen.metrics.features import pad_batch
 
 
 def evaluate_bpd(method, params, mutable, config: ml_collections.ConfigDict, *, num: int,
@@ -28,9 +29,7 @@ def evaluate_bpd(method, params, mutable, config: ml_collections.ConfigDict, *, 
   for i, start in enumerate(range(0, len(x), batch)):
     chunk = x[start:start + batch]
     n = len(chunk)
-    if n < batch:  # pad to one compiled shape
-      chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - n, axis=0)])
-    out = fn(params, mutable, chunk, jax.random.fold_in(root, i))
+    out = fn(params, mutable, pad_batch(chunk, batch), jax.random.fold_in(root, i))
     for k, v in out.items():
       parts.setdefault(k, []).append(np.asarray(v)[:n])
     bar.update(n)
