@@ -9,6 +9,7 @@ for a single-channel dataset of 1500 images at their native 8x8 resolution. Set 
 import ml_collections
 
 from jaxgen.data import data_config
+from jaxgen.diffusion.method import diffusion_config, sample_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -28,15 +29,17 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.dropout = 0.1
   c.model.num_groups = 8
   c.model.num_heads = 1
+  c.model.num_head_channels = 0   # > 0: attention heads of this width instead of num_heads
+  c.model.resblock_updown = False  # ADM options (see jaxgen.nn.unet)
+  c.model.scale_shift_norm = False
+  c.model.num_classes = 0          # 10 for a class-conditional model (classifier-free guidance)
   c.model.remat = False
   c.model.conv_impl = "auto"    # im2col on CPU (faster weight gradients), XLA conv elsewhere
   c.model.dtype = "float32"
 
-  c.diffusion = ml_collections.ConfigDict()
-  c.diffusion.schedule = "linear"
-  c.diffusion.beta_start = 1e-4
-  c.diffusion.beta_end = 0.02
-  c.diffusion.num_timesteps = 1000
+  # DDPM's diffusion: linear betas 1e-4..0.02, T=1000, eps-prediction, L_simple.
+  c.diffusion = diffusion_config(schedule="linear", beta_start=1e-4, beta_end=0.02,
+                                 num_timesteps=1000, prediction="eps", loss_weighting="simple")
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"
@@ -61,7 +64,6 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.sample_every = 1000
   c.train.sample_num = 64
 
-  c.sample = ml_collections.ConfigDict()
-  c.sample.variance = "fixed_large"  # the paper's sigma_t^2 = beta_t; sharper for few-step-trained nets
-  c.sample.clip_x0 = True
+  # The paper's sigma_t^2 = beta_t; sharper for few-step-trained nets.
+  c.sample = sample_config(variance="fixed_large", clip_x0=True)
   return c

@@ -7,6 +7,7 @@ Evaluate mode coverage with `jaxgen eval --workdir DIR --metric modes`. For the 
 import ml_collections
 
 from jaxgen.data import data_config
+from jaxgen.diffusion.method import diffusion_config, sample_config
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -22,11 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.time_dim = 64
   c.model.dropout = 0.0
 
-  c.diffusion = ml_collections.ConfigDict()
-  c.diffusion.schedule = "linear"
-  c.diffusion.beta_start = 1e-4
-  c.diffusion.beta_end = 0.02
-  c.diffusion.num_timesteps = 1000
+  # DDPM's diffusion: linear betas 1e-4..0.02, T=1000, eps-prediction, L_simple.
+  c.diffusion = diffusion_config(schedule="linear", beta_start=1e-4, beta_end=0.02,
+                                 num_timesteps=1000, prediction="eps", loss_weighting="simple")
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adam"
@@ -51,7 +50,5 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.sample_every = 2000
   c.train.sample_num = 1000
 
-  c.sample = ml_collections.ConfigDict()
-  c.sample.variance = "fixed_small"
-  c.sample.clip_x0 = False
+  c.sample = sample_config(variance="fixed_small", clip_x0=False)
   return c

@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--out", default="samples.png")
   sample.add_argument("--params", choices=("ema", "online"), default="ema")
   sample.add_argument("--npz", help="also write the samples as float32 NHWC in [-1, 1] to this .npz")
+  add_sampling_arguments(sample)
 
   ev = sub.add_parser("eval", help="metrics of WORKDIR's latest checkpoint (or of an npz of samples)")
   ev.add_argument("--workdir", help="a training run (its config names the dataset)")
@@ -42,8 +43,7 @@ def _parser() -> argparse.ArgumentParser:
                   help="fd, kid, pr, modes or bpd; repeat or comma-separate for several")
   ev.add_argument("--num", type=int, default=2500, help="samples to generate (or test examples for bpd)")
   ev.add_argument("--samples", help="an .npz with 'samples' (float32 in [-1, 1]) instead of sampling")
-  ev.add_argument("--sampler", help="sampler name (default: the method's own)")
-  ev.add_argument("--steps", type=int, help="sampler steps (default: the method's own)")
+  add_sampling_arguments(ev)
   ev.add_argument("--seed", type=int, default=0)
   ev.add_argument("--batch", type=int, default=250, help="samples per compiled sampling call")
   ev.add_argument("--params", choices=("ema", "online"), default="ema")
@@ -137,6 +137,30 @@ def restore_run(workdir: str, which_params: str):
   return trainer, state, state.ema_params if which_params == "ema" else state.params, step
 
 
+def add_sampling_arguments(parser) -> None:
+  parser.add_argument("--sampler", help="sampler name (default: the method's own)")
+  parser.add_argument("--steps", type=int, help="sampler steps (default: the config's sample.steps)")
+  parser.add_argument("--guidance", type=float,
+                      help="classifier-free guidance scale w (class-conditional models; default: "
+                           "the config's sample.guidance)")
+  parser.add_argument("--labels", help="comma-separated class labels, each for an equal block of "
+                                       "the samples (default: every class in turn)")
+
+
+def sampling_kwargs(args, num: int) -> dict:
+  """The keyword arguments of Method.sample that the command line sets."""
+  import jax.numpy as jnp
+  kwargs = {k: getattr(args, k) for k in ("sampler", "steps", "guidance")
+            if getattr(args, k) is not None}
+  if args.labels:
+    try:
+      labels = [int(v) for v in args.labels.split(",")]
+    except ValueError:
+      raise ConfigError(f"--labels takes comma-separated integers, not '{args.labels}'.") from None
+    kwargs["labels"] = jnp.asarray([labels[i * len(labels) // num] for i in range(num)], jnp.int32)
+  return kwargs
+
+
 def cmd_sample(args, overrides) -> int:
   import jax
   import numpy as np
@@ -145,7 +169,8 @@ def cmd_sample(args, overrides) -> int:
   if overrides:
     raise ConfigError(f"jaxgen sample takes no config overrides, got {overrides[0]}.")
   trainer, state, params, step = restore_run(args.workdir, args.params)
-  fn = jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, args.num))
+  kwargs = sampling_kwargs(args, args.num)
+  fn = jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, args.num, **kwargs))
   t0 = time.perf_counter()
   samples = to_host(fn(params, state.mutable, jax.random.PRNGKey(args.seed)))
   elapsed = time.perf_counter() - t0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from jaxgen.diffusion import likelihood
+from jaxgen.diffusion import ddpm, likelihood
 from jaxgen.diffusion.schedules import make_schedule
 
 S, D, B = 0.5, 4, 4000  # data N(0, S^2 I_D)
@@ -32,7 +32,7 @@ def gaussian_case():
   true_nll = -likelihood.gaussian_log_density(x0, 0.0, 2 * math.log(S)).sum(1) / (D * math.log(2))
 
   def bound(variance):
-    fn = jax.jit(lambda x, k: likelihood.bits_per_dim(exact_eps, schedule, x, k,
+    fn = jax.jit(lambda x, k: likelihood.bits_per_dim(ddpm.from_eps(schedule, exact_eps), schedule, x, k,
                                                       variance=variance, discrete=False))
     return fn(x0, jax.random.PRNGKey(1))
   return bound, np.asarray(true_nll), np.log(true_var)

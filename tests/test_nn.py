@@ -65,3 +65,46 @@ def test_unet_bfloat16_activations_keep_float32_params():
 def test_unet_config_errors(args, fragment):
   with pytest.raises(ValueError, match=fragment):
     check_unet_config(*args)
+
+
+def _param_count(config_file):
+  from jaxgen.config import load_config_file
+  from jaxgen.method import build_method
+  method = build_method(load_config_file(config_file))
+  shapes = jax.eval_shape(method.init, jax.random.key(0))  # no computation at full size
+  return sum(x.size for x in jax.tree.leaves(shapes["params"]))
+
+
+def test_paper_unets_count_the_papers_parameters():
+  """Ho et al. (2020): 35.7M parameters for CIFAR-10, 114M for 256x256 LSUN."""
+  import pathlib
+  root = pathlib.Path(__file__).resolve().parents[1] / "experiments"
+  assert _param_count(root / "ddpm_cifar10.py") == 35_746_307
+  assert _param_count(root / "ddpm_lsun256.py") == 113_673_219
+
+
+def test_adm_options_and_class_conditioning():
+  x = jax.random.normal(jax.random.key(0), (3, 8, 8, 1))
+  t = jnp.array([3, 40, 7])
+  model = _tiny_unet(ch_mult=(1, 2), resblock_updown=True, scale_shift_norm=True,
+                     num_head_channels=4, num_classes=5, out_ch=2)
+  labels = jnp.array([0, 4, 5])  # 5 is the null class
+  variables = jax.jit(lambda k: model.init(k, x, t, False, labels))(jax.random.key(1))
+  params = variables["params"]
+  # BigGAN-style resampling blocks replace the conv down/upsamplers; the norm takes scale and shift.
+  assert "down0_downsample" in params and "Conv2D_0" in params["down0_downsample"]
+  assert params["down0_res0"]["Dense_0"]["kernel"].shape[-1] == 2 * 8
+  assert params["class_embed"]["embedding"].shape == (6, 32)
+  variables = jax.jit(lambda v: jax.tree.map(lambda p: p + 0.05 * jnp.sign(p + 0.01), v))(variables)
+  apply = jax.jit(lambda v, lb: model.apply(v, x, t, False, lb))
+  y = apply(variables, labels)
+  assert y.shape == (3, 8, 8, 2)
+  y_other = apply(variables, jnp.array([1, 4, 5]))
+  assert not np.allclose(y[0], y_other[0]) and np.allclose(y[1:], y_other[1:], atol=1e-6)
+  with pytest.raises(ValueError, match="needs labels"):
+    model.init(jax.random.key(1), x, t, False)
+
+
+def test_unet_head_errors():
+  with pytest.raises(ValueError, match="num_head_channels=12"):
+    check_unet_config(8, 8, (1, 2), (4,), 4, num_head_channels=12)

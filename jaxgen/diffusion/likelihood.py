@@ -56,43 +56,53 @@ def gaussian_log_density(x, mean, logvar):
   return -0.5 * (math.log(2 * math.pi) + logvar + jnp.square(x - mean) * jnp.exp(-logvar))
 
 
-def vlb_terms(eps_fn: Callable, schedule: DiscreteSchedule, x0: jax.Array, key: jax.Array, *,
-              variance: str = "fixed_small", clip_x0: bool = False, discrete: bool = True):
-  """Per-example terms of the bound, in nats: (prior [B], per-timestep [T, B]; index 0 is the
-  decoder's -log p(x0|x1)). eps_fn(x_t, t) -> predicted noise."""
-  T = schedule.num_timesteps
-  log_var = ddpm.reverse_log_variance(schedule, variance)
-  reduce = lambda v: jnp.sum(v.reshape(v.shape[0], -1), axis=1)
+def _sum_per_example(v):
+  return jnp.sum(v.reshape(v.shape[0], -1), axis=1)
 
+
+def vlb_term(schedule: DiscreteSchedule, x0, x_t, t, pred: ddpm.Prediction, *,
+             variance="fixed_small", clip_x0: bool = False, discrete: bool = True):
+  """L_t for one draw of x_t, per example in nats: the decoder's -log p(x0|x1) where t == 0,
+  KL(q(x_{t-1}|x_t, x0) || p(x_{t-1}|x_t)) elsewhere. t: [B] timestep indices."""
+  model_mean, model_logvar, _ = ddpm.p_mean_log_variance(schedule, pred, x_t, t, variance=variance,
+                                                         clip_x0=clip_x0)
+  true_mean = ddpm.posterior_mean(schedule, x0, x_t, t)
+  true_logvar = extract(schedule.posterior_log_variance_clipped, t, x0.ndim)
+  kl = _sum_per_example(normal_kl(true_mean, true_logvar, model_mean, model_logvar))
+  if discrete:
+    decoder = -_sum_per_example(discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar))
+  else:
+    decoder = -_sum_per_example(gaussian_log_density(x0, model_mean, model_logvar))
+  return jnp.where(t == 0, decoder, kl)
+
+
+def prior_term(schedule: DiscreteSchedule, x0):
+  """KL(q(x_T | x0) || N(0, I)) per example, in nats."""
+  abar_T = schedule.alphas_cumprod[-1]
+  return _sum_per_example(normal_kl(jnp.sqrt(abar_T) * x0, jnp.log1p(-abar_T) * jnp.ones_like(x0),
+                                    jnp.zeros_like(x0), jnp.zeros_like(x0)))
+
+
+def vlb_terms(denoise: Callable, schedule: DiscreteSchedule, x0: jax.Array, key: jax.Array, *,
+              variance="fixed_small", clip_x0: bool = False, discrete: bool = True):
+  """Per-example terms of the bound, in nats: (prior [B], per-timestep [T, B]; index 0 is the
+  decoder's -log p(x0|x1)), one `lax.scan` over the T timesteps.
+  denoise(x_t, t) -> ddpm.Prediction (see `ddpm.from_eps` for an eps function)."""
   def term(_, t):
     t_batch = jnp.full((x0.shape[0],), t, jnp.int32)
     noise = jax.random.normal(jax.random.fold_in(key, t), x0.shape, x0.dtype)
     x_t = ddpm.q_sample(schedule, x0, t_batch, noise)
-    x0_pred = ddpm.predict_x0_from_eps(schedule, x_t, t_batch, eps_fn(x_t, t_batch))
-    if clip_x0:
-      x0_pred = jnp.clip(x0_pred, -1.0, 1.0)
-    model_mean = ddpm.posterior_mean(schedule, x0_pred, x_t, t_batch)
-    model_logvar = extract(log_var, t_batch, x0.ndim)
-    true_mean = ddpm.posterior_mean(schedule, x0, x_t, t_batch)
-    true_logvar = extract(schedule.posterior_log_variance_clipped, t_batch, x0.ndim)
-    kl = reduce(normal_kl(true_mean, true_logvar, model_mean, model_logvar))
-    if discrete:
-      decoder = -reduce(discretized_gaussian_log_likelihood(x0, model_mean, 0.5 * model_logvar))
-    else:
-      decoder = -reduce(gaussian_log_density(x0, model_mean, model_logvar))
-    return None, jnp.where(t == 0, decoder, kl)
+    return None, vlb_term(schedule, x0, x_t, t_batch, denoise(x_t, t_batch), variance=variance,
+                          clip_x0=clip_x0, discrete=discrete)
 
-  _, terms = jax.lax.scan(term, None, jnp.arange(T))
-  abar_T = schedule.alphas_cumprod[T - 1]
-  prior = reduce(normal_kl(jnp.sqrt(abar_T) * x0, jnp.log1p(-abar_T) * jnp.ones_like(x0),
-                           jnp.zeros_like(x0), jnp.zeros_like(x0)))
-  return prior, terms
+  _, terms = jax.lax.scan(term, None, jnp.arange(schedule.num_timesteps))
+  return prior_term(schedule, x0), terms
 
 
-def bits_per_dim(eps_fn: Callable, schedule: DiscreteSchedule, x0: jax.Array, key: jax.Array,
+def bits_per_dim(denoise: Callable, schedule: DiscreteSchedule, x0: jax.Array, key: jax.Array,
                  **kwargs) -> dict[str, jax.Array]:
   """Per-example negative ELBO in bits per dimension, with its prior and decoder parts."""
-  prior, terms = vlb_terms(eps_fn, schedule, x0, key, **kwargs)
+  prior, terms = vlb_terms(denoise, schedule, x0, key, **kwargs)
   scale = 1.0 / (math.prod(x0.shape[1:]) * math.log(2.0))
   return {"bpd": (prior + terms.sum(0)) * scale, "prior_bpd": prior * scale,
           "decoder_bpd": terms[0] * scale, "diffusion_bpd": terms[1:].sum(0) * scale}

@@ -1,4 +1,9 @@
-"""DDPM as a method for the training engine: eps-prediction network, L_simple, ancestral sampling.
+"""The DDPM family as a method for the training engine.
+
+Config section `diffusion` (see `diffusion_config`): the noise schedule, what the network predicts
+(eps, x0, v or EDM-preconditioned), the loss weighting, improved DDPM's learned variance with the
+hybrid loss, and label dropout for classifier-free guidance. Section `sample`: the reverse
+variance, x0 clipping, the number of (respaced) ancestral steps and the guidance scale.
 
 Images use the U-Net (model.name=unet); the 2D toy mixtures (data.name=toy2d) use the residual MLP
 (model.name=mlp), trained on the 'point' field of the batch."""
@@ -10,8 +15,11 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxgen import method as method_lib
-from jaxgen.diffusion import ddpm, likelihood
-from jaxgen.diffusion.schedules import check_betas, linear_betas, make_schedule
+from jaxgen.diffusion import ddpm, likelihood, losses
+from jaxgen.diffusion.ddpm import VARIANCES
+from jaxgen.diffusion.parameterization import PREDICTIONS, WEIGHTINGS
+from jaxgen.diffusion.schedules import (BETA_SCHEDULES, DiscreteSchedule, check_betas, make_betas,
+                                        respace_betas, spaced_timesteps)
 from jaxgen.errors import ConfigError
 from jaxgen.nn.mlp import MLPDenoiser
 from jaxgen.nn.unet import UNet, check_unet_config
@@ -60,7 +68,8 @@ def _validate_unet(config: ml_collections.ConfigDict) -> None:
     raise ConfigError("Config keys 'data.image_size' (> 0) and 'data.channels' (1 or 3) are "
                       f"invalid: {d.image_size}, {d.channels}.")
   try:
-    check_unet_config(d.image_size, m.ch, m.ch_mult, m.attn_resolutions, m.num_groups)
+    check_unet_config(d.image_size, m.ch, m.ch_mult, m.attn_resolutions, m.num_groups,
+                      m.get("num_head_channels", 0), m.get("num_heads", 1))
   except ValueError as e:
     raise ConfigError(f"Config section 'model' does not fit data.image_size={d.image_size}: {e}.") from None
   if not 0.0 <= m.dropout < 1.0:
@@ -71,67 +80,245 @@ def _validate_unet(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"Config key 'model.dtype' must be float32 or bfloat16, not '{m.dtype}'.")
 
 
+def diffusion_config(**values) -> ml_collections.ConfigDict:
+  """The `diffusion` config section with every key the method reads (defaults: DDPM's)."""
+  c = ml_collections.ConfigDict({
+      "schedule": "linear",      # linear | cosine | scaled_linear | sigmoid
+      "num_timesteps": 1000,
+      "beta_start": 1e-4,        # linear and scaled_linear
+      "beta_end": 0.02,
+      "cosine_s": 0.008,         # cosine: the offset s of Nichol & Dhariwal
+      "sigmoid_start": -3.0,     # sigmoid: abar(t) from sigmoid((t (end - start) + start) / tau)
+      "sigmoid_end": 3.0,
+      "sigmoid_tau": 1.0,
+      "max_beta": 0.999,         # cosine and sigmoid betas are clipped here
+      "prediction": "eps",       # eps | x0 | v | edm (EDM preconditioning)
+      "sigma_data": 0.5,         # EDM preconditioning and weighting
+      "loss_weighting": "simple",  # simple | snr | min_snr | edm
+      "min_snr_gamma": 5.0,
+      "learn_variance": False,   # improved DDPM's learned range + hybrid loss
+      "vlb_weight": 1e-3,        # lambda of L_hybrid = L_simple + lambda L_vlb
+      "label_dropout": 0.1,      # class-conditional models: P(label -> null) for guidance
+  })
+  c.update(values)
+  return c
+
+
+def sample_config(**values) -> ml_collections.ConfigDict:
+  """The `sample` config section."""
+  c = ml_collections.ConfigDict({
+      "variance": "fixed_large",  # fixed_small | fixed_large | learned
+      "clip_x0": True,
+      "steps": 0,                 # ancestral steps over a respaced schedule; 0: all T
+      "guidance": 1.0,            # classifier-free guidance scale w (1: conditional, 0: unconditional)
+  })
+  c.update(values)
+  return c
+
+
+def _diff(config):
+  """The diffusion section with defaults for keys an older config lacks."""
+  d = diffusion_config()
+  d.update(config.diffusion.to_dict())
+  return d
+
+
+def _sample_cfg(config):
+  s = sample_config()
+  s.update(config.sample.to_dict())
+  return s
+
+
+def _betas(d: ml_collections.ConfigDict):
+  return make_betas(d.schedule, d.num_timesteps, beta_start=d.beta_start, beta_end=d.beta_end,
+                    s=d.cosine_s, max_beta=d.max_beta, start=d.sigmoid_start, end=d.sigmoid_end,
+                    tau=d.sigmoid_tau)
+
+
+KNOWN_NUM_CLASSES = {"digits": 10, "shapes": 6}
+
+
 def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
-  diff = config.diffusion
-  if diff.schedule != "linear":
-    raise ConfigError(f"Config key 'diffusion.schedule' must be 'linear', not '{diff.schedule}'.")
+  diff, smp = _diff(config), _sample_cfg(config)
+  if diff.schedule not in BETA_SCHEDULES:
+    raise ConfigError(f"Config key 'diffusion.schedule' must be one of {', '.join(BETA_SCHEDULES)}, "
+                      f"not '{diff.schedule}'.")
   if diff.num_timesteps < 1:
     raise ConfigError("Config key 'diffusion.num_timesteps' must be >= 1.")
-  if not diff.beta_start <= diff.beta_end:
+  if diff.schedule in ("linear", "scaled_linear") and not diff.beta_start <= diff.beta_end:
     raise ConfigError(f"Config keys 'diffusion.beta_start' ({diff.beta_start}) and "
                       f"'diffusion.beta_end' ({diff.beta_end}): the schedule must not decrease.")
+  if diff.schedule == "sigmoid" and not (diff.sigmoid_start < diff.sigmoid_end and diff.sigmoid_tau > 0):
+    raise ConfigError(f"Config keys 'diffusion.sigmoid_start' ({diff.sigmoid_start}), "
+                      f"'diffusion.sigmoid_end' ({diff.sigmoid_end}) and 'diffusion.sigmoid_tau' "
+                      f"({diff.sigmoid_tau}): need start < end and tau > 0 for the noise to grow "
+                      "monotonically with t.")
   try:
-    check_betas(linear_betas(diff.num_timesteps, diff.beta_start, diff.beta_end))
+    check_betas(_betas(diff))
   except ValueError as e:
-    raise ConfigError(f"Config section 'diffusion': {e}.") from None
-  if config.sample.variance not in ("fixed_small", "fixed_large"):
-    raise ConfigError(f"Config key 'sample.variance' must be fixed_small or fixed_large, "
-                      f"not '{config.sample.variance}'.")
+    raise ConfigError(f"Config section 'diffusion' (schedule '{diff.schedule}'): {e}; the noise "
+                      "level must grow monotonically with t.") from None
+  for key, allowed in (("prediction", PREDICTIONS), ("loss_weighting", WEIGHTINGS)):
+    if diff[key] not in allowed:
+      raise ConfigError(f"Config key 'diffusion.{key}' must be one of {', '.join(allowed)}, "
+                        f"not '{diff[key]}'.")
+  for key in ("min_snr_gamma", "sigma_data"):
+    if not diff[key] > 0:
+      raise ConfigError(f"Config key 'diffusion.{key}' must be > 0, got {diff[key]}.")
+  if diff.vlb_weight < 0:
+    raise ConfigError(f"Config key 'diffusion.vlb_weight' must be >= 0, got {diff.vlb_weight}.")
+  if smp.variance not in VARIANCES:
+    raise ConfigError(f"Config key 'sample.variance' must be one of {', '.join(VARIANCES)}, "
+                      f"not '{smp.variance}'.")
+  if smp.variance == "learned" and not diff.learn_variance:
+    raise ConfigError("Config key 'sample.variance' is 'learned' but 'diffusion.learn_variance' is "
+                      "False; set one of them differently.")
+  if not 0 <= smp.steps <= diff.num_timesteps:
+    raise ConfigError(f"Config key 'sample.steps' must lie in [0, {diff.num_timesteps}] "
+                      f"(0: all timesteps), got {smp.steps}.")
+  _validate_classes(config, diff, smp)
+
+
+def _validate_classes(config, diff, smp) -> None:
+  num_classes = config.model.get("num_classes", 0)
+  if num_classes < 0:
+    raise ConfigError(f"Config key 'model.num_classes' must be >= 0, got {num_classes}.")
+  if num_classes and is_points(config):
+    raise ConfigError("Config key 'model.num_classes': the 2D MLP has no class conditioning; set it to 0.")
+  known = KNOWN_NUM_CLASSES.get(config.data.name)
+  if num_classes and known and num_classes != known:
+    raise ConfigError(f"Config key 'model.num_classes' is {num_classes} but dataset "
+                      f"'{config.data.name}' has {known} classes.")
+  if not 0.0 <= diff.label_dropout < 1.0:
+    raise ConfigError(f"Config key 'diffusion.label_dropout' must lie in [0, 1), got {diff.label_dropout}.")
+  if smp.guidance != 1.0 and not (num_classes and diff.label_dropout > 0):
+    raise ConfigError(f"Config key 'sample.guidance' is {smp.guidance}, but guidance needs a "
+                      "class-conditional model trained with label dropout (model.num_classes > 0, "
+                      "diffusion.label_dropout > 0); set sample.guidance=1.")
+
+
+class Network:
+  """The backbone as the diffusion code calls it: (net_x, net_t) -> (output, var_output), with
+  class labels and dropout bound, and the learned-variance channels split off."""
+
+  def __init__(self, config: ml_collections.ConfigDict, model):
+    self.model = model
+    self.learn_variance = _diff(config).learn_variance
+    self.num_classes = config.model.get("num_classes", 0)
+
+  def __call__(self, params, net_x, net_t, *, labels=None, train=False, key=None):
+    args = (net_x, net_t, train) + ((labels,) if self.num_classes else ())
+    rngs = {"dropout": key} if key is not None else None
+    out = self.model.apply({"params": params}, *args, rngs=rngs)
+    if self.learn_variance:
+      output, var_output = jnp.split(out, 2, axis=-1)
+      return output, var_output
+    return out, None
+
+  def guided(self, params, labels, guidance):
+    """(net_x, net_t) -> guided output: uncond + w (cond - uncond), both branches in one batched
+    call; the learned variance is the conditional branch's. Without classes: the plain network."""
+    if not self.num_classes:
+      return lambda x, t: self(params, x, t)
+    if isinstance(guidance, (int, float)) and guidance == 1.0:
+      return lambda x, t: self(params, x, t, labels=labels)
+
+    def fn(x, t):
+      null = jnp.full_like(labels, self.num_classes)
+      out, var = self(params, jnp.concatenate([x, x]), jnp.concatenate([t, t]),
+                      labels=jnp.concatenate([labels, null]))
+      cond, uncond = jnp.split(out, 2)
+      guided = uncond + guidance * (cond - uncond)
+      return guided, (None if var is None else jnp.split(var, 2)[0])
+    return fn
 
 
 def build_backbone(config: ml_collections.ConfigDict):
   m = config.model
+  out_mult = 2 if _diff(config).learn_variance else 1
   if m.name == "mlp":
     return MLPDenoiser(hidden=m.hidden, depth=m.depth, time_dim=m.time_dim,
-                       dropout=m.get("dropout", 0.0))
-  return UNet(ch=m.ch, out_ch=config.data.channels, ch_mult=tuple(m.ch_mult),
+                       dropout=m.get("dropout", 0.0), out_mult=out_mult)
+  return UNet(ch=m.ch, out_ch=config.data.channels * out_mult, ch_mult=tuple(m.ch_mult),
               num_res_blocks=m.num_res_blocks, attn_resolutions=tuple(m.attn_resolutions),
               dropout=m.dropout, num_groups=m.num_groups, num_heads=m.get("num_heads", 1),
-              remat=m.remat, conv_impl=m.conv_impl, dtype=m.dtype)
+              num_head_channels=m.get("num_head_channels", 0),
+              resblock_updown=m.get("resblock_updown", False),
+              scale_shift_norm=m.get("scale_shift_norm", False),
+              num_classes=m.get("num_classes", 0), remat=m.remat, conv_impl=m.conv_impl,
+              dtype=m.dtype)
+
+
+def default_labels(num: int, num_classes: int) -> jax.Array:
+  """Equal contiguous blocks of each class: with num = 8 K, each row of an 8-wide grid is a class."""
+  return (jnp.arange(num) * num_classes // num).astype(jnp.int32)
 
 
 def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   shape = data_shape(config)
   field = batch_field(config)
   model = build_backbone(config)
-  d = config.diffusion
-  schedule = make_schedule(d.schedule, d.num_timesteps, d.beta_start, d.beta_end)
+  net = Network(config, model)
+  d, smp = _diff(config), _sample_cfg(config)
+  betas = _betas(d)
+  schedule = DiscreteSchedule.from_betas(betas)
+  num_classes = net.num_classes
+  discrete = not is_points(config)
+  predict_kw = dict(prediction=d.prediction, sigma_data=d.sigma_data)
 
   def init(key):
     x = jnp.zeros((1,) + shape, jnp.float32)
-    return model.init({"params": key}, x, jnp.zeros((1,), jnp.int32), False)
+    extra = (jnp.zeros((1,), jnp.int32),) if num_classes else ()
+    return model.init({"params": key}, x, jnp.zeros((1,), jnp.int32), False, *extra)
 
   def loss(params, batch, key):
-    def eps_fn(x_t, t, model_key):
-      return model.apply({"params": params}, x_t, t, True, rngs={"dropout": model_key})
-    return ddpm.eps_mse_loss(eps_fn, schedule, batch[field], key)
+    labels = None
+    if num_classes:
+      drop_key, key = jax.random.split(key)
+      labels = batch["label"].astype(jnp.int32)
+      drop = jax.random.bernoulli(drop_key, d.label_dropout, labels.shape)
+      labels = jnp.where(drop, num_classes, labels)
+    apply = lambda x, t, k: net(params, x, t, labels=labels, train=True, key=k)
+    return losses.diffusion_loss(apply, schedule, batch[field], key, weighting=d.loss_weighting,
+                                 min_snr_gamma=d.min_snr_gamma, learn_variance=d.learn_variance,
+                                 vlb_weight=d.vlb_weight, discrete=discrete, **predict_kw)
 
-  def sample(params, mutable, key, num, trajectory_every=0, sampler="ancestral", steps=None):
+  def sample(params, mutable, key, num, trajectory_every=0, sampler="ancestral", steps=None,
+             guidance=None, labels=None):
+    """`steps` ancestral steps over improved DDPM's respaced schedule (default sample.steps, 0 or
+    None: all T); `guidance` (traced if you pass an array) and `labels` for class-conditional
+    models (default: equal blocks of every class)."""
     del mutable
-    if sampler != "ancestral" or steps not in (None, d.num_timesteps):
-      raise ConfigError(f"The ddpm method samples with sampler 'ancestral' over all "
-                        f"{d.num_timesteps} steps; got sampler '{sampler}' with steps {steps}.")
+    steps = steps or smp.steps or d.num_timesteps
+    if sampler != "ancestral" or not 1 <= steps <= d.num_timesteps:
+      raise ConfigError(f"The ddpm method samples with sampler 'ancestral' over 1..{d.num_timesteps} "
+                        f"steps; got sampler '{sampler}' with steps {steps}.")
+    if num_classes and labels is None:
+      labels = default_labels(num, num_classes)
+    fn = net.guided(params, labels, smp.guidance if guidance is None else guidance)
+    if steps == d.num_timesteps:
+      run_schedule, model_t = schedule, None
+    else:
+      timesteps = spaced_timesteps(d.num_timesteps, steps)
+      run_schedule = DiscreteSchedule.from_betas(respace_betas(betas, timesteps))
+      model_t = jnp.asarray(timesteps, jnp.int32)
+    denoise = lambda x, k: ddpm.predict(fn, run_schedule, x, k, **predict_kw,
+                                        model_t=None if model_t is None else model_t[k])
     noise_key, step_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (num,) + shape, jnp.float32)
-    eps_fn = lambda x, t: model.apply({"params": params}, x, t, False)
-    return ddpm_ancestral(eps_fn, schedule, noise, step_key, variance=config.sample.variance,
-                          clip_x0=config.sample.clip_x0, trajectory_every=trajectory_every)
+    return ddpm_ancestral(denoise, run_schedule, noise, step_key, variance=smp.variance,
+                          clip_x0=smp.clip_x0, trajectory_every=trajectory_every)
 
-  def bpd(params, mutable, x0, key):
+  def bpd(params, mutable, x0, key, labels=None):
+    """The bound on -log p(x0) (with labels of a class-conditional model: -log p(x0 | label);
+    without: the unconditional model behind the null label)."""
     del mutable
-    eps_fn = lambda x, t: model.apply({"params": params}, x, t, False)
-    return likelihood.bits_per_dim(eps_fn, schedule, x0, key, variance=config.sample.variance,
-                                   clip_x0=config.sample.clip_x0, discrete=not is_points(config))
+    if num_classes and labels is None:
+      labels = jnp.full((x0.shape[0],), num_classes, jnp.int32)
+    fn = net.guided(params, labels, 1.0)
+    denoise = lambda x, t: ddpm.predict(fn, schedule, x, t, **predict_kw)
+    return likelihood.bits_per_dim(denoise, schedule, x0, key, variance=smp.variance,
+                                   clip_x0=smp.clip_x0, discrete=discrete)
 
   return method_lib.Method(name="ddpm", model=model, init=init, loss=method_lib.pure_loss(loss),
                            sample=sample, bpd=bpd)

@@ -23,7 +23,7 @@ def _metrics(values: list[str]) -> list[str]:
 
 
 def run(args, overrides) -> int:
-  from jaxgen.cli import load_config, restore_run
+  from jaxgen.cli import load_config, restore_run, sampling_kwargs
   from jaxgen.metrics.domain import cache_dir
   if overrides:
     raise ConfigError(f"jaxgen eval takes no config overrides, got {overrides[0]}.")
@@ -53,16 +53,12 @@ def run(args, overrides) -> int:
       samples = evaluate.load_samples(args.samples)
       results["samples"] = args.samples
     else:
-      sample_kwargs = {}
-      if args.sampler is not None:
-        sample_kwargs["sampler"] = args.sampler
-      if args.steps is not None:
-        sample_kwargs["steps"] = args.steps
+      sample_kwargs = sampling_kwargs(args, args.batch)
       method = trainer.method
       fn = jax.jit(lambda p, m, k: method.sample(p, m, k, args.batch, **sample_kwargs))
       samples, seconds = evaluate.timed(evaluate.generate, lambda k: fn(params, state.mutable, k),
                                         args.num, args.batch, args.seed, progress)
-      results.update(seed=args.seed, sampler=args.sampler, steps=args.steps,
+      results.update(seed=args.seed, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                      sampling_seconds=round(seconds, 2))
     results["num_samples"] = len(samples)
 

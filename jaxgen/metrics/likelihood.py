@@ -22,14 +22,17 @@ def evaluate_bpd(method, params, mutable, config: ml_collections.ConfigDict, *, 
                       "to diffusion methods.")
   arrays = eval_arrays(config.data, split, num)
   x = arrays["point"] if "point" in arrays else arrays["image"]
-  fn = jax.jit(lambda p, m, xb, k: method.bpd(p, m, xb, k))
+  labels = arrays.get("label")
+  # Class-conditional models report -log p(x | label); others ignore the labels.
+  fn = jax.jit(lambda p, m, xb, k, lb: method.bpd(p, m, xb, k, labels=lb))
   root = jax.random.PRNGKey(seed)
   parts: dict[str, list[np.ndarray]] = {}
   bar = progress_bar(len(x), f"bits/dim ({split})", progress)
   for i, start in enumerate(range(0, len(x), batch)):
     chunk = x[start:start + batch]
     n = len(chunk)
-    out = fn(params, mutable, pad_batch(chunk, batch), jax.random.fold_in(root, i))
+    chunk_labels = None if labels is None else pad_batch(labels[start:start + batch], batch)
+    out = fn(params, mutable, pad_batch(chunk, batch), jax.random.fold_in(root, i), chunk_labels)
     for k, v in out.items():
       parts.setdefault(k, []).append(np.asarray(v)[:n])
     bar.update(n)

@@ -90,22 +90,47 @@ def sinusoidal_embedding(t: jax.Array, dim: int, max_period: float = 10000.0) ->
   return emb
 
 
+def resample(x: jax.Array, how: str) -> jax.Array:
+  """"up": nearest-neighbour 2x; "down": 2x2 average pooling; "none": x."""
+  if how == "up":
+    b, h, w, c = x.shape
+    return jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
+  if how == "down":
+    b, h, w, c = x.shape
+    return x.reshape(b, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
+  return x
+
+
 class ResBlock(nn.Module):
-  """GroupNorm-swish-conv twice, the time embedding added in between, dropout before the 2nd conv."""
+  """GroupNorm-swish-conv twice, the time embedding added in between, dropout before the 2nd conv.
+
+  ADM options (Dhariwal & Nichol 2021): `scale_shift_norm` injects the embedding as
+  GroupNorm(h) * (1 + scale) + shift instead of adding it; `resample` "up"/"down" makes this a
+  BigGAN-style resampling block (both paths resampled after the first norm: nearest-neighbour up,
+  average-pool down).
+  """
   out_ch: int
   dropout: float = 0.0
   num_groups: int = 32
   conv_impl: str = "auto"
   dtype: Dtype = jnp.float32
+  scale_shift_norm: bool = False
+  resample: str = "none"
 
   @nn.compact
   def __call__(self, x, temb, train: bool):
     conv = lambda f, **kw: Conv2D(f, impl=self.conv_impl, dtype=self.dtype, **kw)
     h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(x))
+    h, x = resample(h, self.resample), resample(x, self.resample)
     h = conv(self.out_ch)(h)
-    h = h + nn.Dense(self.out_ch, kernel_init=default_init, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
-    h = nn.swish(nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(h))
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    emb_ch = 2 * self.out_ch if self.scale_shift_norm else self.out_ch
+    emb = nn.Dense(emb_ch, kernel_init=default_init, dtype=self.dtype)(nn.swish(temb))[:, None, None, :]
+    if self.scale_shift_norm:
+      scale, shift = jnp.split(emb, 2, axis=-1)
+      h = nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(h) * (1 + scale) + shift
+    else:
+      h = nn.GroupNorm(num_groups=self.num_groups, dtype=self.dtype)(h + emb)
+    h = nn.Dropout(self.dropout, deterministic=not train)(nn.swish(h))
     h = conv(self.out_ch, kernel_init=zero_like_init())(h)
     if x.shape[-1] != self.out_ch:
       x = conv(self.out_ch, kernel_size=1)(x)
@@ -143,11 +168,10 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
+  """Nearest-neighbour 2x, then a 3x3 convolution."""
   conv_impl: str = "auto"
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x):
-    b, h, w, c = x.shape
-    x = jnp.broadcast_to(x[:, :, None, :, None, :], (b, h, 2, w, 2, c)).reshape(b, 2 * h, 2 * w, c)
-    return Conv2D(c, impl=self.conv_impl, dtype=self.dtype)(x)
+    return Conv2D(x.shape[-1], impl=self.conv_impl, dtype=self.dtype)(resample(x, "up"))

@@ -15,6 +15,7 @@ class MLPDenoiser(nn.Module):
   depth: int = 4
   time_dim: int = 64
   dropout: float = 0.0
+  out_mult: int = 1  # 2 for a learned variance: the output holds mean and variance channels
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, train: bool = False) -> jax.Array:
@@ -27,5 +28,5 @@ class MLPDenoiser(nn.Module):
       r = nn.Dense(self.hidden, name=f"block{i}_dense0")(nn.swish(r))
       r = nn.Dropout(self.dropout, deterministic=not train)(nn.swish(r))
       h = h + nn.Dense(self.hidden, name=f"block{i}_dense1")(r)
-    out = nn.Dense(x.shape[-1], kernel_init=nn.initializers.zeros, name="dense_out")
+    out = nn.Dense(x.shape[-1] * self.out_mult, kernel_init=nn.initializers.zeros, name="dense_out")
     return out(nn.swish(nn.LayerNorm(name="norm_out")(h)))
