@@ -23,8 +23,8 @@ GROUPS = {
     "digits": [
         ("linear / eps", "ddpm_digits.py"),
         ("cosine / eps", "ddpm_digits_cosine.py"),
-        ("linear / x0", "ddpm_digits_x0.py"),
         ("linear / v", "ddpm_digits_v.py"),
+        ("linear / x0", "ddpm_digits_x0.py"),
         ("cosine / eps / learned var (hybrid)", "ddpm_digits_improved.py"),
     ],
     "shapes": [

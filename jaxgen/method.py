@@ -4,10 +4,11 @@ A method is a backbone plus:
 - `init(key) -> variables`: the model variables ({'params': ..., other collections});
 - `loss(params, mutable, batch, key) -> (loss, (aux, new_mutable))`: a pure function of its inputs;
   `mutable` holds non-trained collections (e.g. batch statistics; empty for DDPM);
-- `sample(params, mutable, key, num) -> images`: jittable, deterministic for a key;
+- `sample(params, mutable, key, num, **options) -> images`: jittable, deterministic for a key;
+  options a method may take: trajectory_every, sampler, steps, guidance, labels;
 - `validate(config)`: config-time checks that raise ConfigError naming the key;
-- optionally `bpd(params, mutable, x, key) -> {"bpd": [B], ...}`: a per-example upper bound on
-  the negative log-likelihood in bits per dimension, for methods with a likelihood bound.
+- optionally `bpd(params, mutable, x, key, labels=None) -> {"bpd": [B], ...}`: a per-example upper
+  bound on the negative log-likelihood in bits per dimension, for methods with a likelihood bound.
 The engine (jaxgen.train) knows nothing else about the method.
 """
 

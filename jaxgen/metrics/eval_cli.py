@@ -48,6 +48,7 @@ def run(args, overrides) -> int:
   results: dict = {"workdir": args.workdir, "step": step, "params": args.params,
                    "dataset": config.data.name, "metrics": {}}
   sample_metrics = [m for m in metrics if m != "bpd"]
+  sample_labels = None  # the class each generated sample was conditioned on, if any
   if sample_metrics:
     if args.samples:
       samples = evaluate.load_samples(args.samples)
@@ -60,6 +61,11 @@ def run(args, overrides) -> int:
                                         args.num, args.batch, args.seed, progress)
       results.update(seed=args.seed, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                      sampling_seconds=round(seconds, 2))
+      num_classes = config.model.get("num_classes", 0) if "model" in config else 0
+      if num_classes:
+        from jaxgen.diffusion.method import default_labels
+        batch_labels = np.asarray(sample_kwargs.get("labels", default_labels(args.batch, num_classes)))
+        sample_labels = np.tile(batch_labels, -(-args.num // args.batch))[:len(samples)]
     results["num_samples"] = len(samples)
 
     feature_metrics = [m for m in sample_metrics if m != "modes"]
@@ -77,6 +83,10 @@ def run(args, overrides) -> int:
                                 "content_digest": ref.content_digest, "cached": ref.cached})
       for m in feature_metrics:
         results["metrics"].update(evaluate.image_metrics(m, sample_out, ref, network))
+      if sample_labels is not None and "probs" in sample_out:
+        # How often the domain classifier agrees with the class a sample was conditioned on.
+        results["metrics"]["label_accuracy"] = float(
+            np.mean(np.argmax(sample_out["probs"], axis=-1) == sample_labels))
     if "modes" in sample_metrics:
       results["metrics"].update(evaluate.mode_metrics(samples.reshape(len(samples), -1), config.data))
 
