@@ -53,11 +53,16 @@ def main() -> int:
   ap.add_argument("--num", type=int, default=1000, help="samples for fd/kid/pr")
   ap.add_argument("--steps", type=int, default=250, help="respaced ancestral sampling steps")
   ap.add_argument("--bpd-num", type=int, default=297)
+  ap.add_argument("--override", action="append", default=[],
+                  help="a config override for every variant's training, e.g. --override=--config.train.steps=1000")
+  ap.add_argument("--only", help="comma-separated config stems to run (default: the whole group)")
   ap.add_argument("--guidance", type=float, action="append", default=None,
                   help="also evaluate these guidance scales (class-conditional groups)")
   args = ap.parse_args()
   rows = []
   for title, config in GROUPS[args.group]:
+    if args.only and pathlib.Path(config).stem not in args.only.split(","):
+      continue
     workdir = pathlib.Path(args.root) / pathlib.Path(config).stem
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "experiment.log"
@@ -67,7 +72,7 @@ def main() -> int:
       timing = json.loads(timing_file.read_text())
     if "train_s" not in timing:
       timing["train_s"] = run(["jaxgen", "train", "--config", str(HERE / config), "--workdir",
-                               str(workdir), "--no-progress"], log)
+                               str(workdir), "--no-progress"] + args.override, log)
       timing_file.write_text(json.dumps(timing))
     grid = workdir / "samples.png"
     if not grid.exists():
@@ -95,11 +100,12 @@ def main() -> int:
       fd = json.loads((workdir / f"eval_fd{suffix}.json").read_text())["metrics"]
       name = title if w is None else f"{title.split(' (w=')[0]} (w={w:g})"
       rows.append((name, config, fd, bpd, timing["train_s"]))
-  print(f"| variant | config | FD | KID x1e3 | precision | recall | bits/dim | train s |")
-  print("|---|---|---|---|---|---|---|---|")
+  print(f"| variant | config | FD | KID | precision | recall | label acc. | bits/dim | train s |")
+  print("|---|---|---|---|---|---|---|---|---|")
   for name, config, fd, bpd, train_s in rows:
-    print(f"| {name} | `experiments/{config}` | {fd['fd']:.2f} | {1e3 * fd['kid']:.2f} +- "
-          f"{1e3 * fd['kid_std']:.2f} | {fd['precision']:.3f} | {fd['recall']:.3f} | "
+    accuracy = f"{fd['label_accuracy']:.3f}" if "label_accuracy" in fd else "-"
+    print(f"| {name} | `experiments/{config}` | {fd['fd']:.2f} | {fd['kid']:.2f} +- "
+          f"{fd['kid_std']:.2f} | {fd['precision']:.3f} | {fd['recall']:.3f} | {accuracy} | "
           f"{bpd['bpd']:.3f} +- {bpd['bpd_stderr']:.3f} | {train_s:.0f} |")
   return 0
 
