@@ -55,6 +55,8 @@ def main() -> int:
   ap.add_argument("--bpd-num", type=int, default=297)
   ap.add_argument("--override", action="append", default=[],
                   help="a config override for every variant's training, e.g. --override=--config.train.steps=1000")
+  ap.add_argument("--params", choices=("ema", "online"), default="ema",
+                  help="parameters to sample and evaluate (online for runs too short for their EMA)")
   ap.add_argument("--only", help="comma-separated config stems to run (default: the whole group)")
   ap.add_argument("--guidance", type=float, action="append", default=None,
                   help="also evaluate these guidance scales (class-conditional groups)")
@@ -77,7 +79,7 @@ def main() -> int:
     grid = workdir / "samples.png"
     if not grid.exists():
       run(["jaxgen", "sample", "--workdir", str(workdir), "--num", "64", "--steps",
-           str(args.steps), "--out", str(grid)], log)
+           str(args.steps), "--params", args.params, "--out", str(grid)], log)
     scales = args.guidance or [None]
     for w in scales:
       suffix = "" if w is None else f"_w{w:g}"
@@ -85,15 +87,16 @@ def main() -> int:
       if not fd_json.exists():
         extra = [] if w is None else ["--guidance", str(w)]
         run(["jaxgen", "eval", "--workdir", str(workdir), "--metric", "fd,kid,pr", "--num",
-             str(args.num), "--steps", str(args.steps), "--json", str(fd_json), "--no-progress"]
+             str(args.num), "--steps", str(args.steps), "--params", args.params, "--json",
+             str(fd_json), "--no-progress"]
             + extra, log)
       if w is not None and not (workdir / f"samples{suffix}.png").exists():
         run(["jaxgen", "sample", "--workdir", str(workdir), "--num", "48", "--steps",
-             str(args.steps), "--guidance", str(w), "--out", str(workdir / f"samples{suffix}.png")], log)
+             str(args.steps), "--params", args.params, "--guidance", str(w), "--out", str(workdir / f"samples{suffix}.png")], log)
     bpd_json = workdir / "eval_bpd.json"
     if not bpd_json.exists():
       run(["jaxgen", "eval", "--workdir", str(workdir), "--metric", "bpd", "--num",
-           str(args.bpd_num), "--json", str(bpd_json), "--no-progress"], log)
+           str(args.bpd_num), "--params", args.params, "--json", str(bpd_json), "--no-progress"], log)
     bpd = json.loads(bpd_json.read_text())["metrics"]
     for w in scales:
       suffix = "" if w is None else f"_w{w:g}"

@@ -174,7 +174,11 @@ def cmd_sample(args, overrides) -> int:
   t0 = time.perf_counter()
   samples = to_host(fn(params, state.mutable, jax.random.PRNGKey(args.seed)))
   elapsed = time.perf_counter() - t0
-  images.save_grid(samples, args.out)
+  # A class-conditional grid gets one row per class (labels come in equal blocks).
+  num_classes = trainer.config.model.get("num_classes", 0)
+  per_class = args.num // num_classes if num_classes and not args.labels else 0
+  images.save_grid(samples, args.out,
+                   nrow=per_class if per_class and per_class * num_classes == args.num else None)
   if args.npz:
     np.savez(args.npz, samples=samples.astype(np.float32))
   print(f"Wrote {args.num} samples from step {step} ({args.params} params, seed {args.seed}) to "
