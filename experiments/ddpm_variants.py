@@ -103,7 +103,7 @@ def main() -> int:
       fd = json.loads((workdir / f"eval_fd{suffix}.json").read_text())["metrics"]
       name = title if w is None else f"{title.split(' (w=')[0]} (w={w:g})"
       rows.append((name, config, fd, bpd, timing["train_s"]))
-  print(f"| variant | config | FD | KID | precision | recall | label acc. | bits/dim | train s |")
+  print("| variant | config | FD | KID | precision | recall | label acc. | bits/dim | train s |")
   print("|---|---|---|---|---|---|---|---|---|")
   for name, config, fd, bpd, train_s in rows:
     accuracy = f"{fd['label_accuracy']:.3f}" if "label_accuracy" in fd else "-"

@@ -25,6 +25,7 @@ def evaluate_bpd(method, params, mutable, config: ml_collections.ConfigDict, *, 
   labels = arrays.get("label")
   # Class-conditional models report -log p(x | label); others ignore the labels.
   fn = jax.jit(lambda p, m, xb, k, lb: method.bpd(p, m, xb, k, labels=lb))
+  batch = min(batch, len(x))  # no padding beyond the examples asked for
   root = jax.random.PRNGKey(seed)
   parts: dict[str, list[np.ndarray]] = {}
   bar = progress_bar(len(x), f"bits/dim ({split})", progress)
