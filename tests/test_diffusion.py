@@ -3,7 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgen.diffusion import ddpm
+from jaxgen.diffusion import ddpm, losses, parameterization as param
+from jaxgen.diffusion import schedules as sch
 from jaxgen.diffusion.schedules import DiscreteSchedule, check_betas, linear_betas
 from jaxgen.samplers.ddpm import ddpm_ancestral
 
@@ -41,7 +42,8 @@ def test_closed_form_jump_has_the_right_mean_and_variance():
   assert xt.mean() == pytest.approx(np.sqrt(abar) * 0.7, abs=5e-3)
   assert xt.var() == pytest.approx(1 - abar, rel=1e-2)
   # eps -> x0 inversion is exact.
-  np.testing.assert_allclose(ddpm.predict_x0_from_eps(s, jnp.asarray(xt), t, noise), x0, atol=1e-4)
+  alpha, sigma = ddpm.alpha_sigma(s, t, 1)
+  np.testing.assert_allclose(param.to_x0_eps("eps", noise, jnp.asarray(xt), alpha, sigma)[0], x0, atol=1e-4)
 
 
 def test_ancestral_sampler_with_the_exact_denoiser_recovers_gaussian_data():
@@ -77,8 +79,6 @@ def test_sampler_is_deterministic_and_returns_trajectories():
 
 # ----------------------------------------------------------------------------- schedules
 
-from jaxgen.diffusion import losses, parameterization as param  # noqa: E402
-from jaxgen.diffusion import schedules as sch  # noqa: E402
 
 
 def test_cosine_schedule_is_the_closed_form_and_abar_is_the_cumulative_product():

@@ -25,6 +25,8 @@ SHAPE_SIZES = {"small": 0.16, "medium": 0.23, "large": 0.31}  # radius as a frac
 # Position words for a 3x3 grid of the image, row-major from the top left.
 SHAPE_POSITIONS = ("top left", "top", "top right", "left", "center", "right", "bottom left",
                    "bottom", "bottom right")
+# The label names of the builtin datasets that have class labels.
+CLASS_NAMES = {"digits": tuple(str(i) for i in range(10)), "shapes": SHAPE_CLASSES}
 
 TOY2D_VARIANTS = ("ring8", "grid25", "moons", "swissroll", "checkerboard")
 RING8_RADIUS, RING8_STD = 1.0, 0.01

@@ -39,11 +39,6 @@ def alpha_sigma(schedule: DiscreteSchedule, t: jax.Array, ndim: int):
           extract(schedule.sqrt_one_minus_alphas_cumprod, t, ndim))
 
 
-def predict_x0_from_eps(schedule: DiscreteSchedule, x_t, t, eps):
-  return (extract(schedule.sqrt_recip_alphas_cumprod, t, x_t.ndim) * x_t
-          - extract(schedule.sqrt_recipm1_alphas_cumprod, t, x_t.ndim) * eps)
-
-
 def posterior_mean(schedule: DiscreteSchedule, x0, x_t, t):
   return (extract(schedule.posterior_mean_coef_x0, t, x_t.ndim) * x0
           + extract(schedule.posterior_mean_coef_xt, t, x_t.ndim) * x_t)
@@ -85,6 +80,14 @@ def reverse_log_variance(schedule: DiscreteSchedule, variance) -> jax.Array:
   if variance == "fixed_large":
     return jnp.log(jnp.append(schedule.posterior_variance[1], schedule.betas[1:]))
   raise ValueError(f"variance must be one of {VARIANCES} or an array, not '{variance}'")
+
+
+def resolve_variance(schedule: DiscreteSchedule, variance):
+  """"learned", or the table of T fixed log-variances: what `p_mean_log_variance` takes, computed
+  once before a loop over timesteps instead of inside every step."""
+  if isinstance(variance, str) and variance == "learned":
+    return variance
+  return reverse_log_variance(schedule, variance)
 
 
 def learned_log_variance(schedule: DiscreteSchedule, t: jax.Array, var_output: jax.Array):

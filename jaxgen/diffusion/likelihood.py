@@ -88,6 +88,8 @@ def vlb_terms(denoise: Callable, schedule: DiscreteSchedule, x0: jax.Array, key:
   """Per-example terms of the bound, in nats: (prior [B], per-timestep [T, B]; index 0 is the
   decoder's -log p(x0|x1)), one `lax.scan` over the T timesteps.
   denoise(x_t, t) -> ddpm.Prediction (see `ddpm.from_eps` for an eps function)."""
+  variance = ddpm.resolve_variance(schedule, variance)
+
   def term(_, t):
     t_batch = jnp.full((x0.shape[0],), t, jnp.int32)
     noise = jax.random.normal(jax.random.fold_in(key, t), x0.shape, x0.dtype)

@@ -35,7 +35,8 @@ def diffusion_loss(apply: Callable, schedule: DiscreteSchedule, x0: jax.Array, k
   x_t = ddpm.q_sample(schedule, x0, t, noise)
   alpha, sigma = ddpm.alpha_sigma(schedule, t, x0.ndim)
 
-  pred = ddpm.predict(lambda net_x, net_t: apply(net_x, net_t, model_key), schedule, x_t, t, prediction=prediction, sigma_data=sigma_data)
+  pred = ddpm.predict(lambda net_x, net_t: apply(net_x, net_t, model_key), schedule, x_t, t,
+                      prediction=prediction, sigma_data=sigma_data)
 
   axes = tuple(range(1, x0.ndim))
   goal = parameterization.target(prediction, x0, noise, alpha, sigma, sigma_data)

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from jaxgen import method as method_lib
+from jaxgen.data import builtin
 from jaxgen.diffusion import ddpm, likelihood, losses
 from jaxgen.diffusion.ddpm import VARIANCES
 from jaxgen.diffusion.parameterization import PREDICTIONS, WEIGHTINGS
@@ -135,9 +136,6 @@ def _betas(d: ml_collections.ConfigDict):
                     tau=d.sigmoid_tau)
 
 
-KNOWN_NUM_CLASSES = {"digits": 10, "shapes": 6}
-
-
 def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
   diff, smp = _diff(config), _sample_cfg(config)
   if diff.schedule not in BETA_SCHEDULES:
@@ -185,7 +183,7 @@ def _validate_classes(config, diff, smp) -> None:
     raise ConfigError(f"Config key 'model.num_classes' must be >= 0, got {num_classes}.")
   if num_classes and is_points(config):
     raise ConfigError("Config key 'model.num_classes': the 2D MLP has no class conditioning; set it to 0.")
-  known = KNOWN_NUM_CLASSES.get(config.data.name)
+  known = len(builtin.CLASS_NAMES.get(config.data.name, ()))
   if num_classes and known and num_classes != known:
     raise ConfigError(f"Config key 'model.num_classes' is {num_classes} but dataset "
                       f"'{config.data.name}' has {known} classes.")

@@ -130,8 +130,6 @@ class DiscreteSchedule:
   alphas_cumprod_prev: jnp.ndarray
   sqrt_alphas_cumprod: jnp.ndarray
   sqrt_one_minus_alphas_cumprod: jnp.ndarray
-  sqrt_recip_alphas_cumprod: jnp.ndarray
-  sqrt_recipm1_alphas_cumprod: jnp.ndarray
   posterior_variance: jnp.ndarray
   posterior_log_variance_clipped: jnp.ndarray
   posterior_mean_coef_x0: jnp.ndarray
@@ -163,8 +161,6 @@ class DiscreteSchedule:
         betas=f32(b), alphas_cumprod=f32(abar), alphas_cumprod_prev=f32(abar_prev),
         sqrt_alphas_cumprod=f32(np.sqrt(abar)),
         sqrt_one_minus_alphas_cumprod=f32(np.sqrt(1.0 - abar)),
-        sqrt_recip_alphas_cumprod=f32(np.sqrt(1.0 / abar)),
-        sqrt_recipm1_alphas_cumprod=f32(np.sqrt(1.0 / abar - 1.0)),
         posterior_variance=f32(post_var), posterior_log_variance_clipped=f32(post_logvar),
         posterior_mean_coef_x0=f32(b * np.sqrt(abar_prev) / (1.0 - abar)),
         posterior_mean_coef_xt=f32((1.0 - abar_prev) * np.sqrt(alphas) / (1.0 - abar)),

@@ -79,7 +79,7 @@ def domain_spec(data_cfg: ml_collections.ConfigDict) -> DomainSpec:
   name = data_cfg.name
   if name == "digits":
     cfg = data_config(name="digits", image_size=8, channels=1, data_dir=data_cfg.get("data_dir", ""))
-    return DomainSpec("digits", 8, 1, 10, tuple(str(i) for i in range(10)), cfg, epochs=30,
+    return DomainSpec("digits", 8, 1, 10, builtin.CLASS_NAMES["digits"], cfg, epochs=30,
                       max_shift=1, width=32)
   if name == "shapes":
     size = data_cfg.get("generate_size", 32) or 32
@@ -87,7 +87,7 @@ def domain_spec(data_cfg: ml_collections.ConfigDict) -> DomainSpec:
                       num_examples=data_cfg.get("num_examples", 0),
                       dataset_seed=data_cfg.get("dataset_seed", 0),
                       data_dir=data_cfg.get("data_dir", ""))
-    return DomainSpec("shapes", size, 3, len(builtin.SHAPE_CLASSES), builtin.SHAPE_CLASSES, cfg,
+    return DomainSpec("shapes", size, 3, len(builtin.SHAPE_CLASSES), builtin.CLASS_NAMES["shapes"], cfg,
                       epochs=1, max_shift=0, width=16)
   raise DataError(f"There is no domain feature network for dataset '{name}' (only digits and "
                   "shapes). Use --features inception with Inception weights.")

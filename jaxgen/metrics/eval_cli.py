@@ -55,17 +55,19 @@ def run(args, overrides) -> int:
       results["samples"] = args.samples
     else:
       sample_kwargs = sampling_kwargs(args, args.batch)
+      num_classes = config.model.get("num_classes", 0) if "model" in config else 0
+      if num_classes and "labels" not in sample_kwargs:
+        from jaxgen.diffusion.method import default_labels
+        sample_kwargs["labels"] = default_labels(args.batch, num_classes)
       method = trainer.method
       fn = jax.jit(lambda p, m, k: method.sample(p, m, k, args.batch, **sample_kwargs))
       samples, seconds = evaluate.timed(evaluate.generate, lambda k: fn(params, state.mutable, k),
                                         args.num, args.batch, args.seed, progress)
       results.update(seed=args.seed, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                      sampling_seconds=round(seconds, 2))
-      num_classes = config.model.get("num_classes", 0) if "model" in config else 0
-      if num_classes:
-        from jaxgen.diffusion.method import default_labels
-        batch_labels = np.asarray(sample_kwargs.get("labels", default_labels(args.batch, num_classes)))
-        sample_labels = np.tile(batch_labels, -(-args.num // args.batch))[:len(samples)]
+      if "labels" in sample_kwargs:  # every batch is conditioned on the same labels
+        sample_labels = np.tile(np.asarray(sample_kwargs["labels"]),
+                                -(-args.num // args.batch))[:len(samples)]
     results["num_samples"] = len(samples)
 
     feature_metrics = [m for m in sample_metrics if m != "modes"]

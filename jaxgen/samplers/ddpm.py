@@ -24,6 +24,8 @@ def ddpm_ancestral(denoise: Callable, schedule: DiscreteSchedule, noise: jax.Arr
   x_0, and with trajectory_every=k > 0 also the stack of x_t after every k-th step (T/k frames,
   noise first). NFE = T.
   """
+  variance = ddpm.resolve_variance(schedule, variance)
+
   def step(x, t):
     t_batch = jnp.full((x.shape[0],), t, jnp.int32)
     mean, log_var, _ = ddpm.p_mean_log_variance(schedule, denoise(x, t_batch), x, t_batch,
