@@ -73,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
   bc.add_argument("--size", type=int, default=32)
   bc.add_argument("--channels", type=int, default=64)
   bc.add_argument("--json")
+  bs = bench_sub.add_parser("samplers", help="every sampler on Gaussian mixtures with exact "
+                                              "denoisers: error vs NFE, speed, overhead")
+  bs.add_argument("--problems", default="ring2d,mix64")
+  bs.add_argument("--samplers", help="comma-separated (default: all)")
+  bs.add_argument("--nfe", default="5,10,20,50,100,250")
+  bs.add_argument("--num", type=int, help="samples per problem (default: 4000 in 2D, 2000 in 64D)")
+  bs.add_argument("--repeats", type=int, default=3)
+  bs.add_argument("--overhead-config", default="experiments/ddpm_digits.py",
+                  help="the U-Net config of the overhead measurement ('' to skip it)")
+  bs.add_argument("--batch", type=int, default=64, help="batch of the overhead measurement")
+  bs.add_argument("--plot", help="write the NFE-vs-error plot to this PNG")
+  bs.add_argument("--json")
   bf = bench_sub.add_parser("features", help="feature-network throughput (images/s) under jit")
   bf.add_argument("--networks", default="domain-digits,domain-shapes,inception")
   bf.add_argument("--batch", type=int, default=100)
@@ -219,12 +231,50 @@ def cmd_bench(args, overrides) -> int:
     result["overrides"] = overrides
   elif args.bench_command == "features":
     result = bench.bench_features(args.networks.split(","), args.batch, args.repeats)
+  elif args.bench_command == "samplers":
+    return _bench_samplers(args)
   else:
     result = bench.bench_conv(args.batch, args.size, args.channels)
   text = bench.format_report(result)
   print(text)
   if args.json:
     pathlib.Path(args.json).write_text(text + "\n")
+  return 0
+
+
+def _bench_samplers(args) -> int:
+  from jaxgen import bench
+  from jaxgen.samplers import benchmark, registry
+  problems = [p for p in args.problems.split(",") if p]
+  samplers = args.samplers.split(",") if args.samplers else list(registry.SAMPLERS)
+  try:
+    nfes = [int(v) for v in args.nfe.split(",")]
+  except ValueError:
+    raise ConfigError(f"--nfe takes comma-separated integers, not '{args.nfe}'.") from None
+  for name in problems:
+    if name not in benchmark.PROBLEMS:
+      raise ConfigError(f"--problems: unknown problem '{name}'; choose from "
+                        f"{', '.join(benchmark.PROBLEMS)}.")
+  for name in samplers:
+    if registry.ALIASES.get(name, name) not in registry.SAMPLERS:
+      raise ConfigError(f"--samplers: unknown sampler '{name}'; choose from {', '.join(registry.SAMPLERS)}.")
+  report = lambda problem, r: print(f"  {problem} {r['sampler']:<16s} NFE {r['nfe']:>3d}  sw {r['sw']:.4f}  "
+                                    f"ode_err {r['ode_err'] if r['ode_err'] is None else format(r['ode_err'], '.2e')}  "
+                                    f"wall {r['wall_s'] * 1e3:.2f} ms", flush=True)
+  results = [benchmark.bench_problem(p, samplers, nfes, repeats=args.repeats, num=args.num,
+                                     progress=report) for p in problems]
+  out = {"machine": bench.machine_description(), "problems": results}
+  text = "\n\n".join(benchmark.format_table(r) for r in results)
+  if args.overhead_config:
+    denoise, x_start = benchmark.unet_denoiser(args.overhead_config, args.batch)
+    out["overhead"] = benchmark.bench_overhead(denoise, x_start, repeats=args.repeats)
+    out["overhead"]["config"] = args.overhead_config
+    text += "\n\n" + benchmark.format_overhead(out["overhead"])
+  print(text)
+  if args.plot:
+    benchmark.plot(results, args.plot)
+  if args.json:
+    pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
   return 0
 
 

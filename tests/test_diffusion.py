@@ -6,7 +6,7 @@ import pytest
 from jaxgen.diffusion import ddpm, losses, parameterization as param
 from jaxgen.diffusion import schedules as sch
 from jaxgen.diffusion.schedules import DiscreteSchedule, check_betas, linear_betas
-from jaxgen.samplers.ddpm import ddpm_ancestral
+from jaxgen.samplers import adapters, ancestral, grids
 
 
 def test_schedule_tables_match_the_paper_definitions():
@@ -46,6 +46,15 @@ def test_closed_form_jump_has_the_right_mean_and_variance():
   np.testing.assert_allclose(param.to_x0_eps("eps", noise, jnp.asarray(xt), alpha, sigma)[0], x0, atol=1e-4)
 
 
+def _index_eps(schedule, eps_fn):
+  """A denoiser from eps_fn(x_t, integer t) (grids of table sigmas give integer timesteps)."""
+  return adapters.discrete_denoiser(lambda x, t: eps_fn(x, jnp.round(t).astype(jnp.int32)), schedule)
+
+
+def _full_grid(schedule):
+  return grids.timestep_sigmas(schedule.sigmas, np.arange(schedule.num_timesteps))
+
+
 def test_ancestral_sampler_with_the_exact_denoiser_recovers_gaussian_data():
   """Data N(0, s^2): E[eps | x_t] = sqrt(1-abar) x_t / (abar s^2 + 1 - abar) in closed form."""
   std = 0.5
@@ -53,28 +62,32 @@ def test_ancestral_sampler_with_the_exact_denoiser_recovers_gaussian_data():
   def exact_eps(x, t):
     abar = s.alphas_cumprod[t][:, None]
     return jnp.sqrt(1 - abar) * x / (abar * std ** 2 + 1 - abar)
-  noise = jax.random.normal(jax.random.key(1), (20_000, 1))
+  sigmas = _full_grid(s)
+  noise = sigmas[0] * jax.random.normal(jax.random.key(1), (20_000, 1))
   for variance in ("fixed_small", "fixed_large"):
-    out = np.asarray(jax.jit(lambda n, k: ddpm_ancestral(ddpm.from_eps(s, exact_eps), s, n, k, variance=variance,
-                                                          clip_x0=False))(noise, jax.random.key(2)))
+    out = jax.jit(lambda n, k: ancestral.ddpm(_index_eps(s, exact_eps), sigmas, n, k,
+                                              variance=variance).x)(noise, jax.random.key(2))
+    out = np.asarray(out)
     assert abs(out.mean()) < 0.02
     assert out.std() == pytest.approx(std, rel=0.04), variance
 
 
 def test_sampler_is_deterministic_and_returns_trajectories():
   s = DiscreteSchedule.from_betas(linear_betas(20, 1e-3, 0.2))
-  eps = ddpm.from_eps(s, lambda x, t: 0.1 * x)
+  denoise = _index_eps(s, lambda x, t: 0.1 * x)
+  sigmas = _full_grid(s)
   noise = jax.random.normal(jax.random.key(0), (3, 4, 4, 1))
-  a = ddpm_ancestral(eps, s, noise, jax.random.key(5))
-  b = ddpm_ancestral(eps, s, noise, jax.random.key(5))
-  c = ddpm_ancestral(eps, s, noise, jax.random.key(6))
+  a = ancestral.ddpm(denoise, sigmas, noise, jax.random.key(5)).x
+  b = ancestral.ddpm(denoise, sigmas, noise, jax.random.key(5)).x
+  c = ancestral.ddpm(denoise, sigmas, noise, jax.random.key(6)).x
   np.testing.assert_array_equal(a, b)
   assert not np.allclose(a, c)
-  x, frames = ddpm_ancestral(eps, s, noise, jax.random.key(5), trajectory_every=5)
-  np.testing.assert_array_equal(x, a)
-  assert frames.shape == (5, 3, 4, 4, 1)  # the noise plus every 5th of 20 steps
-  np.testing.assert_array_equal(frames[0], noise)
-  np.testing.assert_array_equal(frames[-1], a)
+  out = ancestral.ddpm(denoise, sigmas, noise, jax.random.key(5), trajectory=True)
+  np.testing.assert_array_equal(out.x, a)
+  assert out.trajectory.shape == (21, 3, 4, 4, 1)  # the noise plus every one of 20 steps
+  assert out.x0_trajectory.shape == (20, 3, 4, 4, 1)
+  np.testing.assert_array_equal(out.trajectory[0], noise)
+  np.testing.assert_array_equal(out.trajectory[-1], a)
 
 
 # ----------------------------------------------------------------------------- schedules
@@ -260,11 +273,26 @@ def test_learned_variance_interpolates_between_beta_and_betatilde():
                              s.posterior_log_variance_clipped[t], rtol=1e-6)
 
 
-def test_respaced_ancestral_sampler_over_all_steps_is_the_full_sampler():
-  s = DiscreteSchedule.from_betas(linear_betas(20, 1e-3, 0.2))
-  same = DiscreteSchedule.from_betas(sch.respace_betas(linear_betas(20, 1e-3, 0.2), np.arange(20)))
-  eps = lambda x, t: 0.1 * x
-  noise = jax.random.normal(jax.random.key(0), (3, 2))
-  a = ddpm_ancestral(ddpm.from_eps(s, eps), s, noise, jax.random.key(5))
-  b = ddpm_ancestral(ddpm.from_eps(same, eps), same, noise, jax.random.key(5))
-  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("variance", ["fixed_small", "fixed_large", "learned"])
+def test_ddpm_step_on_a_grid_is_the_respaced_schedules_posterior(variance):
+  """The generic DDPM step between grid levels equals ddpm.p_mean_log_variance of the respaced
+  DiscreteSchedule (improved DDPM's respacing), the variance included, in the VP scaling."""
+  betas = linear_betas(100, 1e-4, 0.05)
+  timesteps = np.array([3, 20, 41, 70, 99])
+  re = DiscreteSchedule.from_betas(sch.respace_betas(betas, timesteps))
+  sigmas = grids.timestep_sigmas(DiscreteSchedule.from_betas(betas).sigmas, timesteps)
+  x0 = jnp.array([[0.3, -0.7]])
+  v = jnp.array([[0.4, -0.9]])
+  for k in range(1, 5):  # respaced index k steps from sigmas[4 - k] to sigmas[5 - k]
+    sigma, sigma_next = sigmas[4 - k], sigmas[5 - k]
+    alpha = 1 / np.sqrt(1 + sigma ** 2)
+    x_t = jnp.array([[1.1, 0.2]])
+    t = jnp.array([k])
+    pred = ddpm.Prediction(x0, None, v)
+    mean, log_var, _ = ddpm.p_mean_log_variance(re, pred, x_t, t, variance=variance)
+    alpha_next = 1 / np.sqrt(1 + sigma_next ** 2)
+    # Our step in VE coordinates x = x_t / alpha, mapped back by alpha'.
+    ve_mean = x0 + (sigma_next / sigma) ** 2 * (x_t / alpha - x0)
+    ve_log_var = ancestral.ddpm_step_log_variance(sigma, sigma_next, variance, v)
+    np.testing.assert_allclose(alpha_next * ve_mean, mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(ve_log_var + 2 * np.log(alpha_next), log_var, rtol=1e-4, atol=1e-4)

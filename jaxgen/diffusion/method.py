@@ -13,18 +13,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxgen import method as method_lib
 from jaxgen.data import builtin
 from jaxgen.diffusion import ddpm, likelihood, losses
 from jaxgen.diffusion.ddpm import VARIANCES
 from jaxgen.diffusion.parameterization import PREDICTIONS, WEIGHTINGS
-from jaxgen.diffusion.schedules import (BETA_SCHEDULES, DiscreteSchedule, check_betas, make_betas,
-                                        respace_betas, spaced_timesteps)
+from jaxgen.diffusion.schedules import BETA_SCHEDULES, DiscreteSchedule, check_betas, make_betas
 from jaxgen.errors import ConfigError
 from jaxgen.nn.mlp import MLPDenoiser
 from jaxgen.nn.unet import UNet, check_unet_config
-from jaxgen.samplers.ddpm import ddpm_ancestral
+from jaxgen.samplers import adapters, grids
+from jaxgen.samplers import registry as sampler_registry
 
 
 def is_points(config: ml_collections.ConfigDict) -> bool:
@@ -106,11 +107,18 @@ def diffusion_config(**values) -> ml_collections.ConfigDict:
 
 
 def sample_config(**values) -> ml_collections.ConfigDict:
-  """The `sample` config section."""
+  """The `sample` config section: which sampler (jaxgen.samplers.registry) on which grid."""
   c = ml_collections.ConfigDict({
-      "variance": "fixed_large",  # fixed_small | fixed_large | learned
-      "clip_x0": True,
-      "steps": 0,                 # ancestral steps over a respaced schedule; 0: all T
+      "sampler": "ddpm",          # ddpm | ddim | euler | heun | dpmpp_2m | ... (registry.SAMPLERS)
+      "steps": 0,                 # grid intervals (Heun: 2 K - 1 NFE); 0: all T
+      "grid": "timesteps",        # timesteps (a subsequence of the T) | karras (EDM's rho spacing)
+      "spacing": "linear",        # timesteps grid: linear | leading | quadratic | trailing
+      "rho": 7.0,                 # karras grid
+      "variance": "fixed_large",  # ddpm sampler: fixed_small | fixed_large | learned
+      "eta": 0.0,                 # ddim / euler_ancestral / dpmpp_*_sde noise (traced)
+      "s_churn": 0.0,             # euler / heun: EDM's stochastic churn (traced)
+      "clip_x0": True,            # clip the x0 estimate to [-1, 1] (static thresholding)
+      "dynamic_threshold": 0.0,   # > 0: Imagen's dynamic thresholding at this percentile instead
       "guidance": 1.0,            # classifier-free guidance scale w (1: conditional, 0: unconditional)
   })
   c.update(values)
@@ -174,7 +182,31 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
   if not 0 <= smp.steps <= diff.num_timesteps:
     raise ConfigError(f"Config key 'sample.steps' must lie in [0, {diff.num_timesteps}] "
                       f"(0: all timesteps), got {smp.steps}.")
+  _validate_sampler(smp, smp.sampler, smp.steps or diff.num_timesteps, diff.num_timesteps)
   _validate_classes(config, diff, smp)
+
+
+def _validate_sampler(smp, sampler: str, steps: int, num_timesteps: int) -> None:
+  """Sampler name, grid and options; also run for the sampler and steps a sample() call asks for."""
+  name = sampler_registry.ALIASES.get(sampler, sampler)
+  if name not in sampler_registry.SAMPLERS:
+    raise ConfigError(f"Sampler '{sampler}' (config key 'sample.sampler' or --sampler) is unknown; "
+                      f"choose one of {', '.join(sampler_registry.SAMPLERS)}.")
+  if smp.grid not in ("timesteps", "karras"):
+    raise ConfigError(f"Config key 'sample.grid' must be timesteps or karras, not '{smp.grid}'.")
+  if smp.spacing not in grids.SPACINGS:
+    raise ConfigError(f"Config key 'sample.spacing' must be one of {', '.join(grids.SPACINGS)}, "
+                      f"not '{smp.spacing}'.")
+  if not 1 <= steps <= num_timesteps and smp.grid == "timesteps":
+    raise ConfigError(f"Sampling steps must lie in [1, {num_timesteps}] on the timesteps grid, got {steps}.")
+  if steps < 1:
+    raise ConfigError(f"Sampling steps must be >= 1, got {steps}.")
+  if not 0.0 <= smp.eta <= 1.0:
+    raise ConfigError(f"Config key 'sample.eta' (or --eta) must lie in [0, 1], got {smp.eta}.")
+  if smp.s_churn < 0 or not 0.0 <= smp.dynamic_threshold < 1.0 or smp.rho <= 0:
+    raise ConfigError("Config keys 'sample.s_churn' (>= 0), 'sample.dynamic_threshold' (a percentile "
+                      f"in [0, 1), 0: off) and 'sample.rho' (> 0) are invalid: {smp.s_churn}, "
+                      f"{smp.dynamic_threshold}, {smp.rho}.")
 
 
 def _validate_classes(config, diff, smp) -> None:
@@ -281,31 +313,48 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
                                  min_snr_gamma=d.min_snr_gamma, learn_variance=d.learn_variance,
                                  vlb_weight=d.vlb_weight, discrete=discrete, **predict_kw)
 
-  def sample(params, mutable, key, num, trajectory_every=0, sampler="ancestral", steps=None,
-             guidance=None, labels=None):
-    """`steps` ancestral steps over improved DDPM's respaced schedule (default sample.steps, 0 or
-    None: all T); `guidance` (traced if you pass an array) and `labels` for class-conditional
-    models (default: equal blocks of every class)."""
+  table_sigmas = np.asarray(schedule.sigmas)
+
+  def sampling_grid(steps: int) -> np.ndarray:
+    if smp.grid == "karras":
+      return grids.karras(steps, float(table_sigmas[0]), float(table_sigmas[-1]), smp.rho)
+    return grids.timestep_sigmas(table_sigmas, grids.spaced_timesteps(d.num_timesteps, steps,
+                                                                      smp.spacing))
+
+  def sample(params, mutable, key, num, trajectory_every=0, sampler=None, steps=None,
+             guidance=None, labels=None, eta=None):
+    """`steps` grid intervals of `sampler` (defaults: the sample section; steps 0 or None: all T)
+    with the config's grid; `guidance` and `eta` are traced if you pass arrays; `labels` for
+    class-conditional models (default: equal blocks of every class). With trajectory_every=k also
+    returns every k-th grid point's x_t (noise first, the sample last) in the model's own scaling."""
     del mutable
+    name = sampler_registry.ALIASES.get(sampler or smp.sampler, sampler or smp.sampler)
     steps = steps or smp.steps or d.num_timesteps
-    if sampler != "ancestral" or not 1 <= steps <= d.num_timesteps:
-      raise ConfigError(f"The ddpm method samples with sampler 'ancestral' over 1..{d.num_timesteps} "
-                        f"steps; got sampler '{sampler}' with steps {steps}.")
+    _validate_sampler(smp, name, steps, d.num_timesteps)
     if num_classes and labels is None:
       labels = default_labels(num, num_classes)
     fn = net.guided(params, labels, smp.guidance if guidance is None else guidance)
-    if steps == d.num_timesteps:
-      run_schedule, model_t = schedule, None
-    else:
-      timesteps = spaced_timesteps(d.num_timesteps, steps)
-      run_schedule = DiscreteSchedule.from_betas(respace_betas(betas, timesteps))
-      model_t = jnp.asarray(timesteps, jnp.int32)
-    denoise = lambda x, k: ddpm.predict(fn, run_schedule, x, k, **predict_kw,
-                                        model_t=None if model_t is None else model_t[k])
+    denoise = adapters.discrete_denoiser(fn, schedule, d.prediction, d.sigma_data)
+    if smp.dynamic_threshold:
+      denoise = adapters.dynamic_threshold(denoise, smp.dynamic_threshold)
+    elif smp.clip_x0:
+      denoise = adapters.clip_x0(denoise)
+    sigmas = sampling_grid(steps)
+    spec = sampler_registry.get(name)
+    values = {"variance": smp.variance, "eta": smp.eta if eta is None else eta,
+              "s_churn": smp.s_churn}
+    options = {k: v for k, v in values.items() if k in spec.options}
     noise_key, step_key = jax.random.split(key)
-    noise = jax.random.normal(noise_key, (num,) + shape, jnp.float32)
-    return ddpm_ancestral(denoise, run_schedule, noise, step_key, variance=smp.variance,
-                          clip_x0=smp.clip_x0, trajectory_every=trajectory_every)
+    noise = sigmas[0] * jax.random.normal(noise_key, (num,) + shape, jnp.float32)
+    out = spec.run(denoise, jnp.asarray(sigmas), noise, step_key, trajectory=bool(trajectory_every),
+                   **options)
+    if not trajectory_every:
+      return out.x
+    # x / sqrt(1 + sigma^2) is the VP x_t the model was trained on: what the step looks like.
+    scale = 1.0 / np.sqrt(1.0 + np.square(sigmas.astype(np.float64)))
+    frames = out.trajectory * jnp.asarray(scale, jnp.float32).reshape((-1,) + (1,) * (1 + len(shape)))
+    keep = np.unique(np.append(np.arange(0, len(sigmas), trajectory_every), len(sigmas) - 1))
+    return out.x, frames[keep]
 
   def bpd(params, mutable, x0, key, labels=None):
     """The bound on -log p(x0) (with labels of a class-conditional model: -log p(x0 | label);
