@@ -34,6 +34,10 @@ def _parser() -> argparse.ArgumentParser:
   sample.add_argument("--out", default="samples.png")
   sample.add_argument("--params", choices=("ema", "online"), default="ema")
   sample.add_argument("--npz", help="also write the samples as float32 NHWC in [-1, 1] to this .npz")
+  sample.add_argument("--trajectory", help="also write the denoising trajectory as this animated GIF "
+                                           "and a PNG strip beside it (same name, .png)")
+  sample.add_argument("--trajectory-frames", type=int, default=40,
+                      help="about this many frames in the GIF")
   add_sampling_arguments(sample)
 
   ev = sub.add_parser("eval", help="metrics of WORKDIR's latest checkpoint (or of an npz of samples)")
@@ -155,6 +159,8 @@ def add_sampling_arguments(parser) -> None:
   parser.add_argument("--guidance", type=float,
                       help="classifier-free guidance scale w (class-conditional models; default: "
                            "the config's sample.guidance)")
+  parser.add_argument("--eta", type=float,
+                      help="noise of ddim / euler_ancestral / dpmpp_*_sde (default: the config's sample.eta)")
   parser.add_argument("--labels", help="comma-separated class labels, each for an equal block of "
                                        "the samples (default: every class in turn)")
 
@@ -162,7 +168,7 @@ def add_sampling_arguments(parser) -> None:
 def sampling_kwargs(args, num: int) -> dict:
   """The keyword arguments of Method.sample that the command line sets."""
   import jax.numpy as jnp
-  kwargs = {k: getattr(args, k) for k in ("sampler", "steps", "guidance")
+  kwargs = {k: getattr(args, k) for k in ("sampler", "steps", "guidance", "eta")
             if getattr(args, k) is not None}
   if args.labels:
     try:
@@ -182,17 +188,25 @@ def cmd_sample(args, overrides) -> int:
     raise ConfigError(f"jaxgen sample takes no config overrides, got {overrides[0]}.")
   trainer, state, params, step = restore_run(args.workdir, args.params)
   kwargs = sampling_kwargs(args, args.num)
+  config = trainer.config
+  if args.trajectory:
+    steps = args.steps or config.sample.get("steps", 0) or config.diffusion.num_timesteps
+    kwargs["trajectory_every"] = max(1, steps // max(1, args.trajectory_frames))
   fn = jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, args.num, **kwargs))
   t0 = time.perf_counter()
-  samples = to_host(fn(params, state.mutable, jax.random.PRNGKey(args.seed)))
+  out = fn(params, state.mutable, jax.random.PRNGKey(args.seed))
+  samples, frames = (to_host(out[0]), to_host(out[1])) if args.trajectory else (to_host(out), None)
   elapsed = time.perf_counter() - t0
   # A class-conditional grid gets one row per class (labels come in equal blocks).
   num_classes = trainer.config.model.get("num_classes", 0)
   per_class = args.num // num_classes if num_classes and not args.labels else 0
-  images.save_grid(samples, args.out,
-                   nrow=per_class if per_class and per_class * num_classes == args.num else None)
+  nrow = per_class if per_class and per_class * num_classes == args.num else None
+  images.save_grid(samples, args.out, nrow=nrow)
   if args.npz:
     np.savez(args.npz, samples=samples.astype(np.float32))
+  if args.trajectory:
+    gif, strip = images.save_trajectory(frames, args.trajectory, nrow=nrow)
+    print(f"Wrote the trajectory ({len(frames)} frames) to {gif} and {strip}.")
   print(f"Wrote {args.num} samples from step {step} ({args.params} params, seed {args.seed}) to "
         f"{args.out} in {elapsed:.1f}s (including compilation).")
   return 0

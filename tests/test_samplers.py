@@ -86,7 +86,7 @@ def test_dpm_solver_2_step_is_lu_et_al_algorithm_1():
 def test_steps_to_zero_return_the_denoiser_output():
   grid = jnp.array([1.0, 0.0])
   x = jnp.array([[0.8]])
-  for name in ("ddim", "euler", "heun", "dpm_solver_3", "dpmpp_3m", "flow_euler", "flow_heun"):
+  for name in ("ddim", "euler", "heun", "dpm_solver_3", "dpmpp_3m", "unipc_3", "flow_euler", "flow_heun"):
     out = registry.run(name, gauss_denoise, grid, x)
     assert float(out.x[0, 0]) == pytest.approx(float(gauss_denoise(0.8, 1.0)), rel=1e-5), name
 
@@ -110,10 +110,11 @@ def mixture_reference():
 
 @pytest.mark.parametrize("name,order", [
     ("ddim", 1), ("euler", 1), ("flow_euler", 1), ("heun", 2), ("flow_heun", 2),
-    ("flow_midpoint", 2), ("dpm_solver_2", 2), ("dpmpp_2m", 2), ("dpm_solver_3", 3), ("dpmpp_3m", 3)])
+    ("flow_midpoint", 2), ("dpm_solver_2", 2), ("dpmpp_2m", 2), ("dpm_solver_3", 3), ("dpmpp_3m", 3),
+    ("unipc_2", 3), ("unipc_3", 4)])
 def test_halving_the_step_divides_the_ode_error_by_two_to_the_order(name, order, mixture_reference):
   denoise, x, ref = mixture_reference
-  options = {"lower_order_final": False} if name.startswith("dpm") else {}
+  options = {"lower_order_final": False} if name.startswith(("dpm", "unipc")) else {}
   errors = []
   for k in (8, 16, 32):
     grid = np.exp(np.linspace(np.log(10.0), np.log(0.3), k + 1)).astype(np.float32)
@@ -330,3 +331,20 @@ def test_flow_integrators_on_an_exact_velocity():
               for k in (20, 40, 80)]
     assert 0.75 * 2 ** order < errors[1] / errors[2] < 1.4 * 2 ** order, (fn.__name__, errors)
   assert errors[-1] < 1e-3
+
+
+def test_unipc_1_corrects_with_the_new_evaluation_at_no_extra_cost():
+  """UniPC-1 by hand: DDIM predicts x~1; D(x~1) corrects x1 = e^{-h} x0 + B (D0 + (D1 - D0) / 2),
+  B = 1 - e^{-h}; the next prediction starts from the corrected x1 with D1."""
+  from jaxgen.samplers.unipc import unipc
+  s0, s1, s2 = 4.0, 1.5, 0.5
+  x0 = 3.0
+  h0, h1 = math.log(s0 / s1), math.log(s1 / s2)
+  d0 = gauss_denoise(x0, s0)
+  pred1 = math.exp(-h0) * x0 + (1 - math.exp(-h0)) * d0
+  d1 = gauss_denoise(pred1, s1)
+  x1 = math.exp(-h0) * x0 + (1 - math.exp(-h0)) * (d0 + 0.5 * (d1 - d0))
+  x2 = math.exp(-h1) * x1 + (1 - math.exp(-h1)) * d1
+  got = unipc(gauss_denoise, jnp.array([s0, s1, s2]), jnp.array([[x0]]), order=1,
+              lower_order_final=False).x
+  assert float(got[0, 0]) == pytest.approx(x2, rel=1e-5)

@@ -96,6 +96,17 @@ def dpm_solver(denoise: Callable, sigmas, noise, key=None, *, order: int = 3,
   return scan_grid(step, noise, lambda x: x, sigmas, key, trajectory)
 
 
+def kernel_moments(h, rate=1.0):
+  """K_n = int_0^h rate e^{-rate (h - tau)} tau^n dtau for n = 0..3, by parts: K_0 = 1 - e^{-rate h},
+  K_n = h^n - n K_{n-1} / rate. Integrating a polynomial model of D(lambda + tau) against this kernel
+  is the exponential integrator of the data-prediction ODE (rate 1) or SDE (rate 1 + eta)."""
+  k0 = -jnp.expm1(-rate * h)
+  k1 = h - k0 / rate
+  k2 = jnp.square(h) - 2.0 * k1 / rate
+  k3 = h ** 3 - 3.0 * k2 / rate
+  return k0, k1, k2, k3
+
+
 class MultistepState(NamedTuple):
   x: jax.Array
   d_prev: jax.Array    # D at the previous step
@@ -125,9 +136,7 @@ def dpmpp_multistep(denoise: Callable, sigmas, noise, key=None, *, order: int = 
     last = sigma_next <= 0
     h = jnp.log(sigma / jnp.where(last, 1.0, sigma_next))  # finite stand-in on the last step
     rate = 1.0 + eta
-    k0 = -jnp.expm1(-rate * h)           # int_0^h rate e^{-rate (h - tau)} dtau
-    k1 = h - k0 / rate                   # ... tau dtau
-    k2 = jnp.square(h) - 2.0 * k1 / rate  # ... tau^2 dtau
+    k0, k1, k2, _ = kernel_moments(h, rate)
     f01 = (d0 - state.d_prev) / state.h_prev               # divided differences in lambda
     f12 = (state.d_prev - state.d_prev2) / state.h_prev2
     f012 = (f01 - f12) / (state.h_prev + state.h_prev2)

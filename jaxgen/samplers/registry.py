@@ -16,7 +16,7 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.samplers import adapters, ancestral, dpm_solver, edm, flow
+from jaxgen.samplers import adapters, ancestral, dpm_solver, edm, flow, unipc
 from jaxgen.samplers.core import SamplerOutput
 
 
@@ -84,6 +84,10 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in [
                 ("eta", "lower_order_final"), "SDE-DPM-Solver++(2M)"),
     SamplerSpec("dpmpp_3m_sde", _partial(dpm_solver.dpmpp_multistep, order=3, eta=1.0), 1, 1, True,
                 ("eta", "lower_order_final"), "SDE-DPM-Solver++(3M)"),
+    SamplerSpec("unipc_2", _partial(unipc.unipc, order=2), 1, 1, False, ("lower_order_final",),
+                "UniPC-2 (B2): 2nd-order predictor + corrector, 3rd order"),
+    SamplerSpec("unipc_3", _partial(unipc.unipc, order=3), 1, 1, False, ("lower_order_final",),
+                "UniPC-3 (B2): 3rd-order predictor + corrector, 4th order"),
     SamplerSpec("flow_euler", _flow("euler"), 1, 1, False, (), "Euler in rectified-flow time"),
     SamplerSpec("flow_heun", _flow("heun"), 2, 1, False, (), "Heun in rectified-flow time"),
     SamplerSpec("flow_midpoint", _flow("midpoint"), 2, 2, False, (), "midpoint in rectified-flow time"),
