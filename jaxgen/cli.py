@@ -82,6 +82,8 @@ def _parser() -> argparse.ArgumentParser:
   bs.add_argument("--problems", default="ring2d,mix64")
   bs.add_argument("--samplers", help="comma-separated (default: all)")
   bs.add_argument("--nfe", default="5,10,20,50,100,250")
+  bs.add_argument("--grids", default="karras,logsnr", help="noise grids to run: karras (EDM, rho 7), "
+                                                           "logsnr (uniform in log sigma)")
   bs.add_argument("--num", type=int, help="samples per problem (default: 4000 in 2D, 2000 in 64D)")
   bs.add_argument("--repeats", type=int, default=3)
   bs.add_argument("--overhead-config", default="experiments/ddpm_digits.py",
@@ -275,8 +277,12 @@ def _bench_samplers(args) -> int:
   report = lambda problem, r: print(f"  {problem} {r['sampler']:<16s} NFE {r['nfe']:>3d}  sw {r['sw']:.4f}  "
                                     f"ode_err {r['ode_err'] if r['ode_err'] is None else format(r['ode_err'], '.2e')}  "
                                     f"wall {r['wall_s'] * 1e3:.2f} ms", flush=True)
-  results = [benchmark.bench_problem(p, samplers, nfes, repeats=args.repeats, num=args.num,
-                                     progress=report) for p in problems]
+  grid_kinds = [g for g in args.grids.split(",") if g]
+  for kind in grid_kinds:
+    if kind not in benchmark.GRIDS:
+      raise ConfigError(f"--grids: unknown grid '{kind}'; choose from {', '.join(benchmark.GRIDS)}.")
+  results = [benchmark.bench_problem(p, samplers, nfes, grid=g, repeats=args.repeats, num=args.num,
+                                     progress=report) for g in grid_kinds for p in problems]
   out = {"machine": bench.machine_description(), "problems": results}
   text = "\n\n".join(benchmark.format_table(r) for r in results)
   if args.overhead_config:

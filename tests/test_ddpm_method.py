@@ -136,3 +136,39 @@ def test_bad_sample_and_model_configs_name_the_key(section, key, value, fragment
   c[section][key] = value
   with pytest.raises(ConfigError, match=fragment):
     validate_method_config(c)
+
+
+def test_every_sampler_family_samples_the_unet_and_eta_is_traced(conditional):
+  c, method, params = conditional
+  traces = []
+
+  def sample(p, k, eta):
+    traces.append(1)
+    return method.sample(p, {}, k, 4, sampler="ddim", steps=6, eta=eta)
+  fn = jax.jit(sample)
+  outs = [fn(params, jax.random.key(2), jnp.float32(e)) for e in (0.0, 1.0)]
+  assert len(traces) == 1 and not np.allclose(outs[0], outs[1])
+  for name in ("heun", "dpmpp_2m", "unipc_2", "flow_midpoint", "dpmpp_2m_sde"):
+    out = jax.jit(lambda p, k: method.sample(p, {}, k, 4, sampler=name, steps=5))(params, jax.random.key(3))
+    assert out.shape == (4, 8, 8, 1) and np.all(np.isfinite(out)), name
+  x, frames = method.sample(params, {}, jax.random.key(3), 4, sampler="euler", steps=6, trajectory_every=2)
+  assert frames.shape == (4, 4, 8, 8, 1)  # grid points 0, 2, 4, 6 of 7
+  np.testing.assert_allclose(frames[-1], x, atol=1e-6)
+  with pytest.raises(ConfigError, match="Sampler 'nope'"):
+    method.sample(params, {}, jax.random.key(3), 4, sampler="nope")
+
+
+def test_karras_grid_and_spacing_config():
+  c = _config()
+  c.sample.grid = "karras"
+  c.sample.sampler = "heun"
+  method = build_method(c)
+  params = jax.jit(method.init)(jax.random.key(0))["params"]
+  out = jax.jit(lambda p, k: method.sample(p, {}, k, 2, steps=4))(params, jax.random.key(1))
+  assert out.shape == (2, 8, 8, 1) and np.all(np.isfinite(out))
+  for key, value, fragment in (("spacing", "cubic", "sample.spacing"), ("eta", 2.0, "sample.eta"),
+                               ("grid", "uniform", "sample.grid"), ("sampler", "rk4", "Sampler 'rk4'")):
+    bad = _config()
+    bad.sample[key] = value
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.")):
+      validate_method_config(bad)

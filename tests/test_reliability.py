@@ -156,6 +156,17 @@ def test_sample_is_deterministic_for_a_seed(reference_run, tmp_path):
   np.testing.assert_array_equal(outs["a"], outs["b"])
   assert not np.allclose(outs["a"], outs["c"])
   assert (tmp_path / "a.png").stat().st_size > 0
+  # Another sampler with its trajectory: an animated GIF (one frame per 2 of 10 steps, noise and
+  # the final sample included) and the PNG strip beside it.
+  run_cli(["sample", "--workdir", str(reference_run), "--num", "4", "--sampler", "dpmpp_2m",
+           "--steps", "10", "--trajectory", str(tmp_path / "traj.gif"), "--trajectory-frames", "5",
+           "--out", str(tmp_path / "d.png")])
+  from PIL import Image
+  with Image.open(tmp_path / "traj.gif") as gif:
+    assert gif.n_frames == 6
+  assert (tmp_path / "traj.png").stat().st_size > 0
+  _expect_user_error(run_cli(["sample", "--workdir", str(reference_run), "--sampler", "nope"],
+                             check=False), "Sampler 'nope'")
 
 
 def _free_port():

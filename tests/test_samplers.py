@@ -348,3 +348,18 @@ def test_unipc_1_corrects_with_the_new_evaluation_at_no_extra_cost():
   got = unipc(gauss_denoise, jnp.array([s0, s1, s2]), jnp.array([[x0]]), order=1,
               lower_order_final=False).x
   assert float(got[0, 0]) == pytest.approx(x2, rel=1e-5)
+
+
+def test_sampler_benchmark_reports_rows_and_checks():
+  from jaxgen.samplers.benchmark import bench_problem, format_table
+  result = bench_problem("ring2d", ["ddim", "euler", "heun", "dpmpp_2m", "ddpm"], (10, 20),
+                         grid="logsnr", num=200, repeats=1)
+  assert [(r["sampler"], r["nfe"]) for r in result["rows"]][:6] == [
+      ("ddim", 10), ("ddim", 20), ("euler", 10), ("euler", 20), ("heun", 9), ("heun", 19)]
+  ddpm_rows = [r for r in result["rows"] if r["sampler"] == "ddpm"]
+  assert all(r["ode_err"] is None and r["sw"] > 0 for r in ddpm_rows)
+  assert all(r["ode_err"] > 0 and r["wall_s"] > 0 and r["overhead"] > 0 for r in result["rows"][:8])
+  assert result["ddim_1000_ode_err"] < 1e-2 and result["checks"]["ddim_1000_matches_ode"]
+  assert set(result["checks"]) == {"dpmpp_2m_beats_ddim_at_10_nfe", "heun_beats_euler_from_20_nfe",
+                                   "ddim_1000_matches_ode"}
+  assert "| dpmpp_2m | 10 |" in format_table(result)

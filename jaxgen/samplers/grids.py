@@ -1,6 +1,7 @@
 """Time grids: the decreasing noise levels a sampler visits (numpy, computed once per call site).
 
 - `karras`: EDM's rho-spaced sigmas (Karras et al. 2022, eq. 5), then 0.
+- `log_snr_uniform`: sigmas uniform in log sigma (DPM-Solver's "logSNR" steps), then 0.
 - `timestep_sigmas`: the sigmas of a subsequence of a discrete model's T timesteps, then 0, with the
   subsequence chosen by `spaced_timesteps`: "linear" (evenly spaced, both ends kept: improved DDPM's
   respacing), "leading" (DDIM's tau_i = floor(i T / K)), "quadratic" (DDIM's tau_i ~ c i^2) or
@@ -23,6 +24,17 @@ def karras(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0,
            rho: float = 7.0) -> np.ndarray:
   """K = num_steps intervals: K rho-spaced levels from sigma_max down to sigma_min, then 0."""
   return karras_sigmas(num_steps, sigma_min, sigma_max, rho).astype(np.float32)
+
+
+def log_snr_uniform(num_steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> np.ndarray:
+  """K levels uniform in log sigma (= uniform in half-log-SNR lambda, DPM-Solver's "logSNR" time
+  steps) from sigma_max down to sigma_min, then 0."""
+  if num_steps < 1 or not 0 < sigma_min < sigma_max:
+    raise ValueError(f"log_snr_uniform needs num_steps >= 1 and 0 < sigma_min < sigma_max; got "
+                     f"{num_steps}, {sigma_min}, {sigma_max}")
+  levels = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), num_steps)) if num_steps > 1 \
+      else np.array([sigma_max])
+  return np.append(levels, 0.0).astype(np.float32)
 
 
 def spaced_timesteps(num_timesteps: int, steps: int, spacing: str = "linear") -> np.ndarray:
