@@ -29,6 +29,11 @@ def _time_calls(fn, repeats: int, warmup: int = 2) -> list[float]:
   return times
 
 
+def median_seconds(fn, repeats: int, warmup: int = 1) -> float:
+  """The median wall time of `fn()` (blocked until ready) over `repeats` calls after `warmup`."""
+  return statistics.median(_time_calls(fn, repeats, warmup))
+
+
 def matmul_peak_flops(n: int = 2048, repeats: int = 7) -> float:
   """Achieved FLOP/s of a jitted f32 n x n matmul: the machine's practical dense peak."""
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)

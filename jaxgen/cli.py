@@ -259,6 +259,7 @@ def cmd_bench(args, overrides) -> int:
 
 
 def _bench_samplers(args) -> int:
+  import jax.numpy as jnp
   from jaxgen import bench
   from jaxgen.samplers import benchmark, registry
   problems = [p for p in args.problems.split(",") if p]
@@ -285,6 +286,13 @@ def _bench_samplers(args) -> int:
                                      progress=report) for g in grid_kinds for p in problems]
   out = {"machine": bench.machine_description(), "problems": results}
   text = "\n\n".join(benchmark.format_table(r) for r in results)
+  # The scan against a Python loop of jitted steps: on a tiny model (the 2D mixture's exact
+  # denoiser, dispatch-bound) and on a real one (the U-Net of --overhead-config).
+  mixture = benchmark.PROBLEMS["ring2d"][0]()
+  out["overhead_mixture"] = benchmark.bench_overhead(
+      lambda x, s: mixture.denoise(x, s), benchmark.SIGMA_MAX * jnp.ones((256, 2)), repeats=args.repeats)
+  out["overhead_mixture"]["config"] = "the ring2d mixture's exact denoiser"
+  text += "\n\n" + benchmark.format_overhead(out["overhead_mixture"])
   if args.overhead_config:
     denoise, x_start = benchmark.unet_denoiser(args.overhead_config, args.batch)
     out["overhead"] = benchmark.bench_overhead(denoise, x_start, repeats=args.repeats)

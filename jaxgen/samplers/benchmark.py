@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.bench import median_seconds
 from jaxgen.samplers import grids, registry
 from jaxgen.samplers.adaptive import probability_flow
 from jaxgen.samplers.gaussian_mixture import random_mixture, ring2d, sliced_wasserstein
@@ -46,17 +47,6 @@ def make_grid(kind: str, steps: int) -> np.ndarray:
   if kind == "logsnr":
     return grids.log_snr_uniform(steps, SIGMA_MIN, SIGMA_MAX)
   raise ValueError(f"grid must be one of {GRIDS}, not '{kind}'")
-
-
-def _median_time(fn, repeats: int, warmup: int = 1) -> float:
-  for _ in range(warmup):
-    jax.block_until_ready(fn())
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - t0)
-  return statistics.median(times)
 
 
 def compile_seconds(jitted, *args) -> tuple[float, object]:
@@ -88,7 +78,7 @@ def bench_problem(problem: str, samplers=None, nfes=NFES, *, grid: str = "karras
   sw = jax.jit(lambda a, b: sliced_wasserstein(keys[3], a, b))
   ref, ref_nfe = exact_ode_solution(denoise, x_start)
   eval_fn = jax.jit(denoise)
-  eval_s = _median_time(lambda: eval_fn(x_start, jnp.float32(1.0)), max(repeats, 5))
+  eval_s = median_seconds(lambda: eval_fn(x_start, jnp.float32(1.0)), max(repeats, 5))
   result = {
       "problem": problem, "grid": grid, "dim": mixture.dim, "num": num, "sigma_min": SIGMA_MIN,
       "sigma_max": SIGMA_MAX, "rho": RHO, "model_eval_s": eval_s, "reference_nfe": ref_nfe,
@@ -106,7 +96,7 @@ def bench_problem(problem: str, samplers=None, nfes=NFES, *, grid: str = "karras
                    registry.run(name, denoise, s, x, k if noisy else None).x)
       sample_key = jax.random.key(seed + 1)
       compile_s, compiled = compile_seconds(fn, sigmas, x_start, sample_key)
-      wall = _median_time(lambda: compiled(sigmas, x_start, sample_key), repeats)
+      wall = median_seconds(lambda: compiled(sigmas, x_start, sample_key), repeats)
       x = compiled(sigmas, x_start, sample_key)
       row = {
           "sampler": name, "nfe": nfe, "steps": steps, "stochastic": spec.stochastic,
@@ -165,23 +155,25 @@ def bench_overhead(denoise, x_start, nfes=(10, 50, 250), *, repeats: int = 3) ->
   """The scan's overhead on `denoise` (e.g. a U-Net) with Euler/DDIM, the compile time of a 1000-
   vs 10-step sampler, and the speed-up over a Python loop of jitted steps (same numerics)."""
   eval_fn = jax.jit(denoise)
-  eval_s = _median_time(lambda: eval_fn(x_start, jnp.float32(1.0)), max(repeats, 5))
+  eval_s = median_seconds(lambda: eval_fn(x_start, jnp.float32(1.0)), max(repeats, 5))
   fn = jax.jit(lambda s, x: registry.run("euler", denoise, s, x).x)
   loop = _python_loop_euler(denoise)
   rows = []
   for nfe in nfes:
     sigmas = jnp.asarray(grids.karras(nfe, SIGMA_MIN, SIGMA_MAX, RHO))
     compile_s, compiled = compile_seconds(fn, sigmas, x_start)
-    wall = _median_time(lambda: compiled(sigmas, x_start), repeats)
+    wall = median_seconds(lambda: compiled(sigmas, x_start), repeats)
     host_sigmas = [jnp.float32(s) for s in np.asarray(sigmas)]
-    loop_wall = _median_time(lambda: loop(host_sigmas, x_start), repeats)
+    loop_wall = median_seconds(lambda: loop(host_sigmas, x_start), repeats)
     rows.append({"nfe": nfe, "wall_s": wall, "compile_s": compile_s,
                  "overhead": wall / (nfe * eval_s), "python_loop_s": loop_wall,
                  "speedup_vs_python_loop": loop_wall / wall})
-  # Fresh jit objects, so neither compilation is a cache hit of the runs above.
-  fresh = lambda: jax.jit(lambda s, x: registry.run("euler", denoise, s, x).x)
-  compile_10, _ = compile_seconds(fresh(), jnp.asarray(grids.karras(10)), x_start)
-  compile_1000, _ = compile_seconds(fresh(), jnp.asarray(grids.karras(1000)), x_start)
+  # Fresh jit objects, so no compilation is a cache hit of the runs above; median of three each.
+  def fresh_compile(steps):
+    return statistics.median(
+        compile_seconds(jax.jit(lambda s, x: registry.run("euler", denoise, s, x).x),
+                        jnp.asarray(grids.karras(steps)), x_start)[0] for _ in range(3))
+  compile_10, compile_1000 = fresh_compile(10), fresh_compile(1000)
   return {"model_eval_s": eval_s, "batch": int(x_start.shape[0]), "rows": rows,
           "compile_10_s": compile_10, "compile_1000_s": compile_1000,
           "compile_ratio_1000_vs_10": compile_1000 / compile_10}
