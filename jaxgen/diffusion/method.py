@@ -315,14 +315,14 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
 
   table_sigmas = np.asarray(schedule.sigmas)
 
-  def sampling_grid(steps: int) -> np.ndarray:
-    if smp.grid == "karras":
+  def sampling_grid(steps: int, kind: str) -> np.ndarray:
+    if kind == "karras":
       return grids.karras(steps, float(table_sigmas[0]), float(table_sigmas[-1]), smp.rho)
     return grids.timestep_sigmas(table_sigmas, grids.spaced_timesteps(d.num_timesteps, steps,
                                                                       smp.spacing))
 
   def sample(params, mutable, key, num, trajectory_every=0, sampler=None, steps=None,
-             guidance=None, labels=None, eta=None):
+             guidance=None, labels=None, eta=None, grid=None):
     """`steps` grid intervals of `sampler` (defaults: the sample section; steps 0 or None: all T)
     with the config's grid; `guidance` and `eta` are traced if you pass arrays; `labels` for
     class-conditional models (default: equal blocks of every class). With trajectory_every=k also
@@ -330,7 +330,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     del mutable
     name = sampler_registry.ALIASES.get(sampler or smp.sampler, sampler or smp.sampler)
     steps = steps or smp.steps or d.num_timesteps
-    _validate_sampler(smp, name, steps, d.num_timesteps)
+    run_smp = ml_collections.ConfigDict(dict(smp.to_dict(), grid=grid or smp.grid))
+    _validate_sampler(run_smp, name, steps, d.num_timesteps)
     if num_classes and labels is None:
       labels = default_labels(num, num_classes)
     fn = net.guided(params, labels, smp.guidance if guidance is None else guidance)
@@ -339,7 +340,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       denoise = adapters.dynamic_threshold(denoise, smp.dynamic_threshold)
     elif smp.clip_x0:
       denoise = adapters.clip_x0(denoise)
-    sigmas = sampling_grid(steps)
+    sigmas = sampling_grid(steps, grid or smp.grid)
     spec = sampler_registry.get(name)
     values = {"variance": smp.variance, "eta": smp.eta if eta is None else eta,
               "s_churn": smp.s_churn}

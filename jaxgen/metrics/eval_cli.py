@@ -64,6 +64,7 @@ def run(args, overrides) -> int:
       samples, seconds = evaluate.timed(evaluate.generate, lambda k: fn(params, state.mutable, k),
                                         args.num, args.batch, args.seed, progress)
       results.update(seed=args.seed, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                     eta=args.eta, grid=args.grid,
                      sampling_seconds=round(seconds, 2))
       if "labels" in sample_kwargs:  # every batch is conditioned on the same labels
         sample_labels = np.tile(np.asarray(sample_kwargs["labels"]),
