@@ -363,3 +363,70 @@ def test_sampler_benchmark_reports_rows_and_checks():
   assert set(result["checks"]) == {"dpmpp_2m_beats_ddim_at_10_nfe", "heun_beats_euler_from_20_nfe",
                                    "ddim_1000_matches_ode"}
   assert "| dpmpp_2m | 10 |" in format_table(result)
+
+
+def test_dpm_solver_3_step_is_lu_et_al_algorithm_2():
+  s, s_next = 3.0, 0.8
+  x = 2.0
+  eps = lambda x, sg: (x - gauss_denoise(x, sg)) / sg
+  h = math.log(s / s_next)
+  r1, r2 = 1 / 3, 2 / 3
+  s1, s2 = s * math.exp(-r1 * h), s * math.exp(-r2 * h)
+  e0 = eps(x, s)
+  u1 = x - s1 * math.expm1(r1 * h) * e0
+  d1 = eps(u1, s1) - e0
+  u2 = x - s2 * math.expm1(r2 * h) * e0 - s2 * (r2 / r1) * (math.expm1(r2 * h) / (r2 * h) - 1) * d1
+  d2 = eps(u2, s2) - e0
+  expected = x - s_next * math.expm1(h) * e0 - (s_next / r2) * (math.expm1(h) / h - 1) * d2
+  got = dpm_solver.dpm_solver(gauss_denoise, jnp.array([s, s_next]), jnp.array([[x]]), order=3,
+                              lower_order_final=False).x
+  assert float(got[0, 0]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_dpmpp_3m_third_step_and_2m_sde_step_by_hand():
+  """3M's third step integrates the quadratic through the last three D values (in lambda) against
+  e^{-(h - tau)} exactly: checked with numpy's polynomial fit and scipy's quadrature."""
+  from scipy.integrate import quad
+  sig = [6.0, 3.0, 1.2, 0.4]
+  x = 5.0
+  hs = [math.log(sig[i] / sig[i + 1]) for i in range(3)]
+  d = [gauss_denoise(x, sig[0])]
+  x = math.exp(-hs[0]) * x + -math.expm1(-hs[0]) * d[0]                       # order 1
+  d.append(gauss_denoise(x, sig[1]))
+  r = hs[0] / hs[1]
+  x = math.exp(-hs[1]) * x + -math.expm1(-hs[1]) * (d[1] + (d[1] - d[0]) / (2 * r))  # order 2
+  d.append(gauss_denoise(x, sig[2]))
+  h = hs[2]
+  poly = np.polyfit([-hs[1] - hs[0], -hs[1], 0.0], [d[0], d[1], d[2]], 2)
+  integral = quad(lambda tau: math.exp(-(h - tau)) * np.polyval(poly, tau), 0.0, h, epsabs=1e-12)[0]
+  expected = math.exp(-h) * x + integral
+  got = dpm_solver.dpmpp_multistep(gauss_denoise, jnp.array(sig), jnp.array([[5.0]]), order=3,
+                                   lower_order_final=False).x
+  assert float(got[0, 0]) == pytest.approx(expected, rel=1e-5)
+  # SDE-DPM-Solver++(2M), second step with eta = 1: x' = (s'/s) e^{-h} x + (1 - e^{-2h}) D1
+  # + (1 - e^{-2h}) (D1 - D0) / (2 r) + s' sqrt(1 - e^{-2h}) z, z from the step's key.
+  key = jax.random.key(4)
+  out = dpm_solver.dpmpp_multistep(gauss_denoise, jnp.array(sig[:3]), jnp.array([[5.0]]), key,
+                                   order=2, eta=1.0, lower_order_final=False, trajectory=True)
+  z0 = float(jax.random.normal(jax.random.fold_in(key, 0), (1, 1))[0, 0])
+  z1 = float(jax.random.normal(jax.random.fold_in(key, 1), (1, 1))[0, 0])
+  h0, h1 = hs[0], hs[1]
+  x1 = math.exp(-2 * h0) * 5.0 + -math.expm1(-2 * h0) * d[0] + sig[1] * math.sqrt(-math.expm1(-2 * h0)) * z0
+  np.testing.assert_allclose(out.trajectory[1, 0, 0], x1, rtol=1e-5)
+  e1 = gauss_denoise(x1, sig[1])
+  r = h0 / h1
+  x2 = (math.exp(-2 * h1) * x1 + -math.expm1(-2 * h1) * (e1 + (e1 - d[0]) / (2 * r))
+        + sig[2] * math.sqrt(-math.expm1(-2 * h1)) * z1)
+  np.testing.assert_allclose(out.x[0, 0], x2, rtol=1e-5)
+
+
+def test_flow_single_steps_by_hand():
+  v = lambda x, t: x * (1.0 + t)[:, None]   # v(x, t) = (1 + t) x
+  ts = jnp.array([0.2, 0.6])
+  x = jnp.array([[1.0]])
+  dt = 0.4
+  assert float(flow.flow_euler(v, ts, x).x[0, 0]) == pytest.approx(1 + dt * 1.2)
+  xe = 1 + dt * 1.2
+  assert float(flow.flow_heun(v, ts, x).x[0, 0]) == pytest.approx(1 + dt / 2 * (1.2 + 1.6 * xe))
+  xm = 1 + dt / 2 * 1.2
+  assert float(flow.flow_midpoint(v, ts, x).x[0, 0]) == pytest.approx(1 + dt * 1.4 * xm)
