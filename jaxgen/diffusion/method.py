@@ -115,7 +115,8 @@ def sample_config(**values) -> ml_collections.ConfigDict:
       "spacing": "linear",        # timesteps grid: linear | leading | quadratic | trailing
       "rho": 7.0,                 # karras grid
       "variance": "fixed_large",  # ddpm sampler: fixed_small | fixed_large | learned
-      "eta": 0.0,                 # ddim / euler_ancestral / dpmpp_*_sde noise (traced)
+      "eta": -1.0,                # ddim / euler_ancestral / dpmpp_*_sde noise (traced); < 0: the
+                                  # sampler's default (ddim 0, euler_ancestral and the SDEs 1)
       "s_churn": 0.0,             # euler / heun: EDM's stochastic churn (traced)
       "clip_x0": True,            # clip the x0 estimate to [-1, 1] (static thresholding)
       "dynamic_threshold": 0.0,   # > 0: Imagen's dynamic thresholding at this percentile instead
@@ -201,8 +202,9 @@ def _validate_sampler(smp, sampler: str, steps: int, num_timesteps: int) -> None
     raise ConfigError(f"Sampling steps must lie in [1, {num_timesteps}] on the timesteps grid, got {steps}.")
   if steps < 1:
     raise ConfigError(f"Sampling steps must be >= 1, got {steps}.")
-  if not 0.0 <= smp.eta <= 1.0:
-    raise ConfigError(f"Config key 'sample.eta' (or --eta) must lie in [0, 1], got {smp.eta}.")
+  if smp.eta > 1.0:
+    raise ConfigError(f"Config key 'sample.eta' (or --eta) must lie in [0, 1] (or be negative for "
+                      f"the sampler's default), got {smp.eta}.")
   if smp.s_churn < 0 or not 0.0 <= smp.dynamic_threshold < 1.0 or smp.rho <= 0:
     raise ConfigError("Config keys 'sample.s_churn' (>= 0), 'sample.dynamic_threshold' (a percentile "
                       f"in [0, 1), 0: off) and 'sample.rho' (> 0) are invalid: {smp.s_churn}, "
@@ -344,6 +346,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     spec = sampler_registry.get(name)
     values = {"variance": smp.variance, "eta": smp.eta if eta is None else eta,
               "s_churn": smp.s_churn}
+    if isinstance(values["eta"], (int, float)) and values["eta"] < 0:
+      del values["eta"]  # the sampler's own default
     options = {k: v for k, v in values.items() if k in spec.options}
     noise_key, step_key = jax.random.split(key)
     noise = sigmas[0] * jax.random.normal(noise_key, (num,) + shape, jnp.float32)
