@@ -148,7 +148,7 @@ def test_every_sampler_family_samples_the_unet_and_eta_is_traced(conditional):
   fn = jax.jit(sample)
   outs = [fn(params, jax.random.key(2), jnp.float32(e)) for e in (0.0, 1.0)]
   assert len(traces) == 1 and not np.allclose(outs[0], outs[1])
-  for name in ("heun", "dpmpp_2m", "unipc_2", "flow_midpoint", "dpmpp_2m_sde"):
+  for name in ("heun", "unipc_2", "dpmpp_2m_sde"):  # the rest are checked on the mixture
     out = jax.jit(lambda p, k: method.sample(p, {}, k, 4, sampler=name, steps=5))(params, jax.random.key(3))
     assert out.shape == (4, 8, 8, 1) and np.all(np.isfinite(out)), name
   x, frames = method.sample(params, {}, jax.random.key(3), 4, sampler="euler", steps=6, trajectory_every=2)
