@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
   bs.add_argument("--grids", default="karras,logsnr", help="noise grids to run: karras (EDM, rho 7), "
                                                            "logsnr (uniform in log sigma)")
   bs.add_argument("--num", type=int, help="samples per problem (default: 4000 in 2D, 2000 in 64D)")
-  bs.add_argument("--repeats", type=int, default=3)
+  bs.add_argument("--repeats", type=int, default=5)
   bs.add_argument("--overhead-config", default="experiments/ddpm_digits.py",
                   help="the U-Net config of the overhead measurement ('' to skip it)")
   bs.add_argument("--batch", type=int, default=64, help="batch of the overhead measurement")
@@ -302,7 +302,7 @@ def _bench_samplers(args) -> int:
     out["overhead"]["config"] = args.overhead_config
     text += "\n\n" + benchmark.format_overhead(out["overhead"])
   print(text)
-  if args.plot:
+  if args.plot and results:
     benchmark.plot(results, args.plot)
   if args.json:
     pathlib.Path(args.json).write_text(json.dumps(out, indent=1) + "\n")

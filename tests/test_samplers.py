@@ -361,7 +361,7 @@ def test_sampler_benchmark_reports_rows_and_checks():
   assert all(r["ode_err"] > 0 and r["wall_s"] > 0 and r["overhead"] > 0 for r in result["rows"][:8])
   assert result["ddim_1000_ode_err"] < 1e-2 and result["checks"]["ddim_1000_matches_ode"]
   assert set(result["checks"]) == {"dpmpp_2m_beats_ddim_at_10_nfe", "heun_beats_euler_from_20_nfe",
-                                   "ddim_1000_matches_ode"}
+                                   "ddim_1000_matches_ode", "ddim_1000_relative_err"}
   assert "| dpmpp_2m | 10 |" in format_table(result)
 
 
