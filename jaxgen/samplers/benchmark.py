@@ -102,7 +102,7 @@ def bench_problem(problem: str, samplers=None, nfes=NFES, *, grid: str = "karras
       wall = median_seconds(lambda: compiled(sigmas, x_start, sample_key), repeats)
       x = compiled(sigmas, x_start, sample_key)
       row = {
-          "sampler": name, "nfe": nfe, "steps": steps, "stochastic": spec.stochastic,
+          "sampler": name, "target": target, "nfe": nfe, "steps": steps, "stochastic": spec.stochastic,
           "sw": float(sw(x, data)), "loglik": float(jnp.mean(mixture.log_prob(x))),
           "ode_err": None if spec.stochastic else float(jnp.sqrt(jnp.mean(jnp.square(x - ref)))),
           "wall_s": wall, "compile_s": compile_s, "overhead": wall / (nfe * eval_s),
@@ -222,6 +222,27 @@ def format_table(result: dict) -> str:
     ode = "—" if r["ode_err"] is None else f"{r['ode_err']:.2e}"
     lines.append(f"| {r['sampler']} | {r['nfe']} | {r['sw']:.4f} | {r['loglik']:.3f} | {ode} | "
                  f"{r['wall_s'] * 1e3:.2f} | {r['compile_s']:.2f} | {r['overhead']:.2f} |")
+  return "\n".join(lines)
+
+
+def format_matrix(result: dict, metric: str, fmt: str = "{:.2e}") -> str:
+  """One row per sampler, one column per NFE budget: the compact form of `format_table`. Cells
+  show `metric` at the sampler's NFE (which may be below the budget, e.g. Heun's 2K - 1)."""
+  budgets = sorted({r["target"] for r in result["rows"]})
+  lines = ["| sampler | " + " | ".join(f"NFE {b}" for b in budgets) + " |",
+           "|---|" + "---|" * len(budgets)]
+  by_sampler: dict[str, dict] = {}
+  for r in result["rows"]:
+    by_sampler.setdefault(r["sampler"], {})[r["target"]] = r
+  for name, cells in by_sampler.items():
+    values = []
+    for b in budgets:
+      r = cells.get(b)
+      if r is None or r[metric] is None:
+        values.append("—")
+      else:
+        values.append(fmt.format(r[metric]) + ("" if r["nfe"] == b else f" ({r['nfe']})"))
+    lines.append(f"| {name} | " + " | ".join(values) + " |")
   return "\n".join(lines)
 
 
