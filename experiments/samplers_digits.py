@@ -26,7 +26,7 @@ def main() -> int:
   ap.add_argument("--samplers", default=DEFAULT)
   ap.add_argument("--nfe", default="10,20,50")
   ap.add_argument("--num", type=int, default=1000)
-  ap.add_argument("--grid", default="timesteps", choices=("timesteps", "karras"))
+  ap.add_argument("--grid", default="timesteps", choices=("timesteps", "karras", "logsnr"))
   args = ap.parse_args()
   out_dir = pathlib.Path(args.workdir) / "samplers"
   out_dir.mkdir(exist_ok=True)

@@ -161,9 +161,9 @@ def add_sampling_arguments(parser) -> None:
   parser.add_argument("--guidance", type=float,
                       help="classifier-free guidance scale w (class-conditional models; default: "
                            "the config's sample.guidance)")
-  parser.add_argument("--grid", choices=("timesteps", "karras"),
-                      help="noise grid: a subsequence of the model's timesteps, or EDM's rho spacing "
-                           "(default: the config's sample.grid)")
+  parser.add_argument("--grid", choices=("timesteps", "karras", "logsnr"),
+                      help="noise grid: a subsequence of the model's timesteps, EDM's rho spacing, or "
+                           "uniform in log sigma (default: the config's sample.grid)")
   parser.add_argument("--eta", type=float,
                       help="noise of ddim / euler_ancestral / dpmpp_*_sde (default: the config's sample.eta)")
   parser.add_argument("--labels", help="comma-separated class labels, each for an equal block of "

@@ -40,9 +40,6 @@ def test_same_seed_twice_gives_bitwise_identical_losses(reference_run, tmp_path)
   run_cli(train_args(tmp_path))
   assert losses(tmp_path) == losses(reference_run)  # exact float equality
   assert sorted(losses(tmp_path)) == list(range(2, 13, 2))
-  other = tmp_path / "seed1"
-  run_cli(train_args(other, "--config.seed=1"))
-  assert losses(other) != losses(reference_run)
 
 
 def test_eight_devices_match_one_device(reference_run, tmp_path):
@@ -147,26 +144,24 @@ def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path):
 
 
 def test_sample_is_deterministic_for_a_seed(reference_run, tmp_path):
+  """Same seed, same samples, whether or not the trajectory is also written (an animated GIF with a
+  frame every 2 of 10 steps, noise and sample included, and the PNG strip beside it)."""
   outs = {}
-  for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-    run_cli(["sample", "--workdir", str(reference_run), "--num", "4", "--seed", str(seed),
-             "--out", str(tmp_path / f"{name}.png"), "--npz", str(tmp_path / f"{name}.npz")])
+  common = ["sample", "--workdir", str(reference_run), "--num", "4", "--sampler", "dpmpp_2m",
+            "--steps", "10"]
+  for name, seed, extra in (("a", 1, []), ("c", 2, []),
+                            ("b", 1, ["--trajectory", str(tmp_path / "traj.gif"), "--trajectory-frames", "5"])):
+    run_cli(common + ["--seed", str(seed), "--out", str(tmp_path / f"{name}.png"),
+                      "--npz", str(tmp_path / f"{name}.npz"), *extra])
     outs[name] = np.load(tmp_path / f"{name}.npz")["samples"]
   assert outs["a"].shape == (4, 8, 8, 1)
   np.testing.assert_array_equal(outs["a"], outs["b"])
   assert not np.allclose(outs["a"], outs["c"])
   assert (tmp_path / "a.png").stat().st_size > 0
-  # Another sampler with its trajectory: an animated GIF (one frame per 2 of 10 steps, noise and
-  # the final sample included) and the PNG strip beside it.
-  run_cli(["sample", "--workdir", str(reference_run), "--num", "4", "--sampler", "dpmpp_2m",
-           "--steps", "10", "--trajectory", str(tmp_path / "traj.gif"), "--trajectory-frames", "5",
-           "--out", str(tmp_path / "d.png")])
   from PIL import Image
   with Image.open(tmp_path / "traj.gif") as gif:
     assert gif.n_frames == 6
   assert (tmp_path / "traj.png").stat().st_size > 0
-  _expect_user_error(run_cli(["sample", "--workdir", str(reference_run), "--sampler", "nope"],
-                             check=False), "Sampler 'nope'")
 
 
 def _free_port():

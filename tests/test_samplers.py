@@ -149,8 +149,11 @@ def test_reported_nfe_is_the_number_of_model_calls():
     return gauss_denoise(x, sigma)
 
   x = jnp.ones((1, 1))
-  for grid in (grids.karras(7, 0.01, 10.0), grids.stop_at(grids.karras(7, 0.01, 10.0), 0.05)):
-    for name, spec in registry.SAMPLERS.items():
+  full = grids.karras(7, 0.01, 10.0)
+  early = grids.stop_at(full, 0.05)  # no final step to 0: the samplers that special-case it
+  for grid, names in ((full, list(registry.SAMPLERS)),
+                      (early, ["heun", "dpm_solver_3", "dpmpp_3m", "unipc_2", "flow_heun", "flow_midpoint"])):
+    for name in names:
       calls.clear()
       options = {"variance": "fixed_small"} if name == "ddpm" else {}
       jax.block_until_ready(registry.run(name, counting, grid, x, jax.random.key(0), **options).x)

@@ -112,6 +112,7 @@ def sample_config(**values) -> ml_collections.ConfigDict:
       "sampler": "ddpm",          # ddpm | ddim | euler | heun | dpmpp_2m | ... (registry.SAMPLERS)
       "steps": 0,                 # grid intervals (Heun: 2 K - 1 NFE); 0: all T
       "grid": "timesteps",        # timesteps (a subsequence of the T) | karras (EDM's rho spacing)
+                                  # | logsnr (uniform in log sigma)
       "spacing": "linear",        # timesteps grid: linear | leading | quadratic | trailing
       "rho": 7.0,                 # karras grid
       "variance": "fixed_large",  # ddpm sampler: fixed_small | fixed_large | learned
@@ -187,14 +188,18 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
   _validate_classes(config, diff, smp)
 
 
+GRID_KINDS = ("timesteps", "karras", "logsnr")
+
+
 def _validate_sampler(smp, sampler: str, steps: int, num_timesteps: int) -> None:
   """Sampler name, grid and options; also run for the sampler and steps a sample() call asks for."""
   name = sampler_registry.ALIASES.get(sampler, sampler)
   if name not in sampler_registry.SAMPLERS:
     raise ConfigError(f"Sampler '{sampler}' (config key 'sample.sampler' or --sampler) is unknown; "
                       f"choose one of {', '.join(sampler_registry.SAMPLERS)}.")
-  if smp.grid not in ("timesteps", "karras"):
-    raise ConfigError(f"Config key 'sample.grid' must be timesteps or karras, not '{smp.grid}'.")
+  if smp.grid not in GRID_KINDS:
+    raise ConfigError(f"Config key 'sample.grid' (or --grid) must be one of {', '.join(GRID_KINDS)}, "
+                      f"not '{smp.grid}'.")
   if smp.spacing not in grids.SPACINGS:
     raise ConfigError(f"Config key 'sample.spacing' must be one of {', '.join(grids.SPACINGS)}, "
                       f"not '{smp.spacing}'.")
@@ -320,6 +325,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   def sampling_grid(steps: int, kind: str) -> np.ndarray:
     if kind == "karras":
       return grids.karras(steps, float(table_sigmas[0]), float(table_sigmas[-1]), smp.rho)
+    if kind == "logsnr":
+      return grids.log_snr_uniform(steps, float(table_sigmas[0]), float(table_sigmas[-1]))
     return grids.timestep_sigmas(table_sigmas, grids.spaced_timesteps(d.num_timesteps, steps,
                                                                       smp.spacing))
 
