@@ -433,3 +433,23 @@ def test_flow_single_steps_by_hand():
   assert float(flow.flow_heun(v, ts, x).x[0, 0]) == pytest.approx(1 + dt / 2 * (1.2 + 1.6 * xe))
   xm = 1 + dt / 2 * 1.2
   assert float(flow.flow_midpoint(v, ts, x).x[0, 0]) == pytest.approx(1 + dt * 1.4 * xm)
+
+
+def test_continuous_denoiser_on_a_vp_linear_process():
+  """An exact eps network of continuous time t on vp_linear (data N(0, VAR)): its D is the closed form."""
+  from jaxgen.diffusion.schedules import vp_linear
+  ts = np.linspace(1e-3, 1.0, 20001)
+  alphas, sigmas_t = (np.asarray(a) for a in vp_linear(jnp.asarray(ts)))
+  ratio = sigmas_t / alphas
+
+  def time_of_sigma(s):  # invert sigma/alpha, increasing in t, by interpolation
+    return jnp.interp(s, jnp.asarray(ratio), jnp.asarray(ts))
+
+  def exact_eps(x_t, t):
+    a, s = vp_linear(t[:, None])
+    return s * x_t / (a ** 2 * VAR + s ** 2)
+
+  denoise = adapters.continuous_denoiser(exact_eps, lambda t: vp_linear(t), time_of_sigma, "eps")
+  x = jnp.array([[0.8], [-2.0]])
+  for sigma in (0.3, 1.5, 6.0):
+    np.testing.assert_allclose(denoise(x, jnp.float32(sigma)).x0, gauss_denoise(x, sigma), rtol=2e-3)

@@ -184,26 +184,26 @@ def _validate_diffusion(config: ml_collections.ConfigDict) -> None:
   if not 0 <= smp.steps <= diff.num_timesteps:
     raise ConfigError(f"Config key 'sample.steps' must lie in [0, {diff.num_timesteps}] "
                       f"(0: all timesteps), got {smp.steps}.")
-  _validate_sampler(smp, smp.sampler, smp.steps or diff.num_timesteps, diff.num_timesteps)
+  _validate_sampler(smp, smp.sampler, smp.steps or diff.num_timesteps, diff.num_timesteps, smp.grid)
   _validate_classes(config, diff, smp)
 
 
 GRID_KINDS = ("timesteps", "karras", "logsnr")
 
 
-def _validate_sampler(smp, sampler: str, steps: int, num_timesteps: int) -> None:
+def _validate_sampler(smp, sampler: str, steps: int, num_timesteps: int, grid: str) -> None:
   """Sampler name, grid and options; also run for the sampler and steps a sample() call asks for."""
   name = sampler_registry.ALIASES.get(sampler, sampler)
   if name not in sampler_registry.SAMPLERS:
     raise ConfigError(f"Sampler '{sampler}' (config key 'sample.sampler' or --sampler) is unknown; "
                       f"choose one of {', '.join(sampler_registry.SAMPLERS)}.")
-  if smp.grid not in GRID_KINDS:
+  if grid not in GRID_KINDS:
     raise ConfigError(f"Config key 'sample.grid' (or --grid) must be one of {', '.join(GRID_KINDS)}, "
-                      f"not '{smp.grid}'.")
+                      f"not '{grid}'.")
   if smp.spacing not in grids.SPACINGS:
     raise ConfigError(f"Config key 'sample.spacing' must be one of {', '.join(grids.SPACINGS)}, "
                       f"not '{smp.spacing}'.")
-  if not 1 <= steps <= num_timesteps and smp.grid == "timesteps":
+  if not 1 <= steps <= num_timesteps and grid == "timesteps":
     raise ConfigError(f"Sampling steps must lie in [1, {num_timesteps}] on the timesteps grid, got {steps}.")
   if steps < 1:
     raise ConfigError(f"Sampling steps must be >= 1, got {steps}.")
@@ -339,8 +339,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     del mutable
     name = sampler_registry.ALIASES.get(sampler or smp.sampler, sampler or smp.sampler)
     steps = steps or smp.steps or d.num_timesteps
-    run_smp = ml_collections.ConfigDict(dict(smp.to_dict(), grid=grid or smp.grid))
-    _validate_sampler(run_smp, name, steps, d.num_timesteps)
+    grid = grid or smp.grid
+    _validate_sampler(smp, name, steps, d.num_timesteps, grid)
     if num_classes and labels is None:
       labels = default_labels(num, num_classes)
     fn = net.guided(params, labels, smp.guidance if guidance is None else guidance)
@@ -349,7 +349,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       denoise = adapters.dynamic_threshold(denoise, smp.dynamic_threshold)
     elif smp.clip_x0:
       denoise = adapters.clip_x0(denoise)
-    sigmas = sampling_grid(steps, grid or smp.grid)
+    sigmas = sampling_grid(steps, grid)
     spec = sampler_registry.get(name)
     values = {"variance": smp.variance, "eta": smp.eta if eta is None else eta,
               "s_churn": smp.s_churn}

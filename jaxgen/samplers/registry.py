@@ -29,12 +29,12 @@ class SamplerSpec:
   stochastic: bool           # draws noise by default
   options: tuple[str, ...]   # the keyword options it takes (besides extra_args, trajectory)
   summary: str
+  count_nfe: Callable | None = None  # (sigmas, **options) -> NFE, when it varies per step
 
   def nfe(self, sigmas, **options) -> int:
     sigmas = np.asarray(sigmas)
-    if self.name.startswith("dpm_solver_"):
-      return dpm_solver.dpm_solver_nfe(sigmas, int(self.name[-1]),
-                                       options.get("lower_order_final", True))
+    if self.count_nfe is not None:
+      return self.count_nfe(sigmas, **options)
     steps = len(sigmas) - 1
     ends_at_zero = float(sigmas[-1]) == 0.0
     return (self.evals_per_step * (steps - ends_at_zero)
@@ -73,9 +73,11 @@ SAMPLERS: dict[str, SamplerSpec] = {s.name: s for s in [
     SamplerSpec("heun", edm.heun, 2, 1, False, ("s_churn", "s_tmin", "s_tmax", "s_noise"),
                 "EDM's Heun (2nd order), churn optional"),
     SamplerSpec("dpm_solver_2", _partial(dpm_solver.dpm_solver, order=2), 2, 1, False,
-                ("lower_order_final",), "DPM-Solver-2, singlestep"),
+                ("lower_order_final",), "DPM-Solver-2, singlestep",
+                lambda sigmas, lower_order_final=True: dpm_solver.dpm_solver_nfe(sigmas, 2, lower_order_final)),
     SamplerSpec("dpm_solver_3", _partial(dpm_solver.dpm_solver, order=3), 3, 1, False,
-                ("lower_order_final",), "DPM-Solver-3, singlestep"),
+                ("lower_order_final",), "DPM-Solver-3, singlestep",
+                lambda sigmas, lower_order_final=True: dpm_solver.dpm_solver_nfe(sigmas, 3, lower_order_final)),
     SamplerSpec("dpmpp_2m", _partial(dpm_solver.dpmpp_multistep, order=2), 1, 1, False,
                 ("lower_order_final",), "DPM-Solver++(2M)"),
     SamplerSpec("dpmpp_3m", _partial(dpm_solver.dpmpp_multistep, order=3), 1, 1, False,
