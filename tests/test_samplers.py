@@ -93,9 +93,6 @@ def test_steps_to_zero_return_the_denoiser_output():
 
 # ----------------------------------------------------------------------------- convergence orders
 
-@pytest.mark.parametrize("name,order", [
-    ("ddim", 1), ("euler", 1), ("flow_euler", 1), ("heun", 2), ("flow_heun", 2),
-    ("flow_midpoint", 2), ("dpm_solver_2", 2), ("dpmpp_2m", 2), ("dpm_solver_3", 3), ("dpmpp_3m", 3)])
 @pytest.fixture(scope="module")
 def mixture_reference():
   """A 4-D mixture, 64 starting points at sigma 10, and their exact (adaptive, tight tolerance)
