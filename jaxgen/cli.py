@@ -1,4 +1,4 @@
-"""`jaxgen train | sample | eval | info | bench`.
+"""`jaxgen train | sample | eval | reflow | info | bench`.
 
 Errors a user can fix (UserError: bad config, data, checkpoint, a non-finite loss) are printed as one
 paragraph and exit with code 2; anything else is a bug and keeps its traceback.
@@ -13,6 +13,7 @@ import sys
 import time
 
 from jaxgen.errors import ConfigError, UserError
+from jaxgen.train.runs import load_run, restore_run  # noqa: F401  (also used by eval and scripts)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
   ev.add_argument("--workdir", help="a training run (its config names the dataset)")
   ev.add_argument("--config", help="a config file instead of --workdir (with --samples)")
   ev.add_argument("--metric", action="append", required=True,
-                  help="fd, kid, pr, modes or bpd; repeat or comma-separate for several")
+                  help="fd, kid, pr, modes, bpd or straightness (flows; --steps Euler steps, default 100); repeat or comma-separate for several")
   ev.add_argument("--num", type=int, default=2500, help="samples to generate (or test examples for bpd)")
   ev.add_argument("--samples", help="an .npz with 'samples' (float32 in [-1, 1]) instead of sampling")
   add_sampling_arguments(ev)
@@ -61,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
   ev.add_argument("--cache-dir", help="default $JAXGEN_CACHE_DIR or ~/.cache/jaxgen")
   ev.add_argument("--json", help="write the results to this JSON file")
   ev.add_argument("--no-progress", action="store_true")
+
+  rf = sub.add_parser("reflow", help="write (noise, sample) couplings of a trained rectified flow "
+                                      "as a dataset for the next flow (resumes an unfinished one)")
+  rf.add_argument("--workdir", required=True, help="the trained rectified-flow run")
+  rf.add_argument("--out", required=True, help="the coupling dataset's directory (data.path)")
+  rf.add_argument("--num", type=int, required=True, help="couplings to write")
+  rf.add_argument("--sampler", help="ODE integrator (default: the run's sample.sampler)")
+  rf.add_argument("--steps", type=int, help="its steps (default: the run's sample.steps)")
+  rf.add_argument("--guidance", type=float, help="classifier-free guidance scale (conditional runs)")
+  rf.add_argument("--seed", type=int, default=0)
+  rf.add_argument("--shard-size", type=int, default=0, help="couplings per shard (default 1000 "
+                                                            "points or 250 images)")
+  rf.add_argument("--params", choices=("ema", "online"), default="ema")
 
   info = sub.add_parser("info", help="parameter counts of a config's model (no allocation)")
   info.add_argument("--config", required=True)
@@ -126,35 +140,6 @@ def cmd_train(args, overrides) -> int:
   return 0
 
 
-def load_run(workdir: str):
-  """(config, method, checkpointer, latest step) of a workdir with checkpoints."""
-  from jaxgen import config as config_lib
-  from jaxgen.errors import CheckpointError
-  from jaxgen.train.checkpoint import Checkpointer
-  path = pathlib.Path(workdir)
-  if not (path / "checkpoints").is_dir():
-    raise CheckpointError(f"'{workdir}' has no checkpoints. Train first: jaxgen train --config "
-                          f"FILE --workdir {workdir}.")
-  ckpt = Checkpointer(path, async_save=False)
-  step = ckpt.latest_step()
-  if step is None:
-    raise CheckpointError(f"'{workdir}/checkpoints' holds no complete checkpoint. Train (or resume) "
-                          "until one is saved.")
-  config = config_lib.from_json(json.dumps(ckpt.restore_config(step)))
-  return config, ckpt, step
-
-
-def restore_run(workdir: str, which_params: str):
-  """(trainer, state, params, step) of a workdir's latest checkpoint; params are the EMA or the
-  online ones (`which_params`: ema | online). The trainer's config is the checkpoint's."""
-  from jaxgen.train.loop import Trainer
-  config, ckpt, step = load_run(workdir)
-  trainer = Trainer(config, workdir, progress=False)
-  state = ckpt.restore(step, trainer.abstract_state())
-  ckpt.close()
-  return trainer, state, state.ema_params if which_params == "ema" else state.params, step
-
-
 def add_sampling_arguments(parser) -> None:
   parser.add_argument("--sampler", help="sampler name (default: the method's own)")
   parser.add_argument("--steps", type=int, help="sampler steps (default: the config's sample.steps)")
@@ -217,6 +202,21 @@ def cmd_sample(args, overrides) -> int:
   return 0
 
 
+def cmd_reflow(args, overrides) -> int:
+  from jaxgen.flow import reflow
+  if overrides:
+    raise ConfigError(f"jaxgen reflow takes no config overrides, got {overrides[0]}.")
+  log = lambda msg: print(msg, file=sys.stderr, flush=True)
+  result = reflow.write_couplings(args.workdir, args.out, args.num, sampler=args.sampler,
+                                  steps=args.steps, guidance=args.guidance, seed=args.seed,
+                                  shard_size=args.shard_size, which_params=args.params, log=log)
+  print(f"Wrote {result['shards_written']} of {result['shards_total']} shards "
+        f"({result['already_present']} were already there) of {args.num} couplings to {args.out} "
+        f"in {result['seconds']}s ({result['sampler']}, {result['steps']} steps). Train on them with "
+        f"--config.data.name=couplings --config.data.path={args.out}.")
+  return 0
+
+
 def cmd_eval(args, overrides) -> int:
   from jaxgen.metrics import eval_cli
   return eval_cli.run(args, overrides)
@@ -266,7 +266,8 @@ def _bench_samplers(args) -> int:
   from jaxgen import bench
   from jaxgen.samplers import benchmark, registry
   problems = [p for p in args.problems.split(",") if p]
-  samplers = args.samplers.split(",") if args.samplers else list(registry.SAMPLERS)
+  samplers = (args.samplers.split(",") if args.samplers else
+              [n for n in registry.SAMPLERS if n not in registry.MODEL_SPECIFIC])
   try:
     nfes = [int(v) for v in args.nfe.split(",")]
   except ValueError:
@@ -312,7 +313,7 @@ def _bench_samplers(args) -> int:
 def main(argv: list[str] | None = None) -> int:
   args, rest = _parser().parse_known_args(argv)
   handlers = {"train": cmd_train, "sample": cmd_sample, "eval": cmd_eval, "info": cmd_info,
-              "bench": cmd_bench}
+              "bench": cmd_bench, "reflow": cmd_reflow}
   try:
     return handlers[args.command](args, rest)
   except UserError as e:

@@ -8,7 +8,17 @@ A method is a backbone plus:
   options a method may take: trajectory_every, sampler, steps, guidance, labels;
 - `validate(config)`: config-time checks that raise ConfigError naming the key;
 - optionally `bpd(params, mutable, x, key, labels=None) -> {"bpd": [B], ...}`: a per-example upper
-  bound on the negative log-likelihood in bits per dimension, for methods with a likelihood bound.
+  bound on the negative log-likelihood in bits per dimension, for methods with a likelihood bound;
+- optionally `denoiser(params, mutable, labels=None) -> D(x, sigma)`: the model as the samplers'
+  denoiser (`jaxgen.samplers.core`), valid for sigma in `sigma_range`; what a distillation student
+  calls its teacher through;
+- optionally `velocity(params, mutable, labels=None) -> v(x_t, t)`: a flow's velocity on the
+  path x_t = t x_data + (1 - t) noise (t a [B] array), defined on all of [0, 1];
+- optionally `warm_start(variables) -> variables`: run once on the host when a run starts from
+  scratch (never on resume), to replace freshly initialised variables with trained ones (a reflow
+  or distillation student starting from its teacher, a frozen teacher held as a collection);
+- optionally `post_update(params, mutable) -> mutable`: applied inside the compiled step after the
+  optimizer update, with the new parameters (e.g. a consistency model's EMA target network).
 The engine (jaxgen.train) knows nothing else about the method.
 """
 
@@ -30,6 +40,11 @@ class Method:
   loss: Callable
   sample: Callable
   bpd: Callable | None = None
+  denoiser: Callable | None = None
+  velocity: Callable | None = None
+  sigma_range: tuple[float, float] = (0.0, float("inf"))
+  warm_start: Callable | None = None
+  post_update: Callable | None = None
 
 
 def pure_loss(loss: Callable) -> Callable:
@@ -48,7 +63,9 @@ def register(name: str, build: Callable, validate: Callable) -> None:
 
 
 def _lookup(name: str):
+  import jaxgen.consistency.method  # noqa: F401  (registers "consistency")
   import jaxgen.diffusion.method  # noqa: F401  (registers "ddpm")
+  import jaxgen.flow.method  # noqa: F401  (registers "rectified_flow")
   if name not in _BUILDERS:
     raise ConfigError(f"Unknown method '{name}'. Set 'method' to one of {', '.join(sorted(_BUILDERS))}.")
   return _BUILDERS[name]

@@ -20,7 +20,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxgen.data import tfds_store
+from jaxgen.data import couplings, tfds_store
 from jaxgen.data.image_folder import ImageFolderSource, resize_and_crop
 from jaxgen.errors import DataError
 
@@ -31,13 +31,13 @@ def data_config(**values) -> ml_collections.ConfigDict:
   """The `data` config section with every key any source reads, so that overrides such as
   --config.data.name=folder --config.data.path=DIR work on any experiment."""
   c = ml_collections.ConfigDict({
-      "name": "digits",        # digits | shapes | toy2d | tfds | folder
+      "name": "digits",        # digits | shapes | toy2d | tfds | folder | couplings
       "split": "train",
       "image_size": 32,        # images are resized (shorter side) and centre-cropped to this
       "channels": 3,           # 1 (grey) or 3 (RGB)
       "data_dir": "",          # TFDS data dir; default $JAXGEN_DATA_DIR or ~/.cache/jaxgen/tensorflow_datasets
       "tfds_name": "",         # name[/config][:version] of a prepared TFDS dataset (name=tfds)
-      "path": "",              # image folder (name=folder)
+      "path": "",              # image folder (name=folder) or coupling dataset (name=couplings)
       "variant": "ring8",      # toy2d: ring8 | grid25 | moons | swissroll | checkerboard
       "num_examples": 0,       # shapes/toy2d train-split size (0: 20000 / 50000)
       "dataset_seed": 0,       # seed of the generated shapes/toy2d data (not the run's seed)
@@ -70,8 +70,10 @@ def make_source(cfg: ml_collections.ConfigDict, split: str | None = None):
     return tfds_store.prepared_source(cfg.tfds_name, split, data_dir(cfg))
   if name == "folder":
     return ImageFolderSource(cfg.path, cfg.image_size, cfg.get("channels", 3))
+  if name == "couplings":
+    return couplings.CouplingSource(cfg.path)
   raise DataError(f"Unknown dataset '{name}'. Set data.name to one of digits, shapes, toy2d, "
-                  "tfds (with data.tfds_name) or folder (with data.path).")
+                  "tfds (with data.tfds_name), folder (with data.path) or couplings (with data.path).")
 
 
 class Preprocess(grain.transforms.Map):
@@ -85,6 +87,9 @@ class Preprocess(grain.transforms.Map):
 
   def map(self, record: dict[str, Any]) -> dict[str, np.ndarray]:
     out = {}
+    if "noise" in record:
+      # A coupling (jaxgen.data.couplings): model-space arrays already, kept as they are.
+      return {k: np.asarray(v, np.int32 if k == "label" else np.float32) for k, v in record.items()}
     if "point" in record:
       out["point"] = np.asarray(record["point"], np.float32)
       if "mode" in record:

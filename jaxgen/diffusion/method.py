@@ -5,8 +5,7 @@ Config section `diffusion` (see `diffusion_config`): the noise schedule, what th
 hybrid loss, and label dropout for classifier-free guidance. Section `sample`: the reverse
 variance, x0 clipping, the number of (respaced) ancestral steps and the guidance scale.
 
-Images use the U-Net (model.name=unet); the 2D toy mixtures (data.name=toy2d) use the residual MLP
-(model.name=mlp), trained on the 'point' field of the batch."""
+The backbone is `jaxgen.nn.backbone`'s (U-Net for images, residual MLP for 2D points)."""
 
 from __future__ import annotations
 
@@ -16,70 +15,20 @@ import ml_collections
 import numpy as np
 
 from jaxgen import method as method_lib
-from jaxgen.data import builtin
 from jaxgen.diffusion import ddpm, likelihood, losses
 from jaxgen.diffusion.ddpm import VARIANCES
 from jaxgen.diffusion.parameterization import PREDICTIONS, WEIGHTINGS
 from jaxgen.diffusion.schedules import BETA_SCHEDULES, DiscreteSchedule, check_betas, make_betas
 from jaxgen.errors import ConfigError
-from jaxgen.nn.mlp import MLPDenoiser
-from jaxgen.nn.unet import UNet, check_unet_config
+from jaxgen.nn import backbone
+from jaxgen.nn.backbone import batch_field, data_shape, default_labels, is_points, validate_backbone
 from jaxgen.samplers import adapters, grids
 from jaxgen.samplers import registry as sampler_registry
 
 
-def is_points(config: ml_collections.ConfigDict) -> bool:
-  return config.data.name == "toy2d"
-
-
-def data_shape(config: ml_collections.ConfigDict) -> tuple[int, ...]:
-  """The shape of one example: (H, W, C) for images, (2,) for 2D points."""
-  if is_points(config):
-    return (2,)
-  return (config.data.image_size, config.data.image_size, config.data.channels)
-
-
-def batch_field(config: ml_collections.ConfigDict) -> str:
-  return "point" if is_points(config) else "image"
-
-
-def _validate_mlp(m: ml_collections.ConfigDict) -> None:
-  for key in ("hidden", "depth", "time_dim"):
-    if m.get(key, 1) < 1:
-      raise ConfigError(f"Config key 'model.{key}' must be >= 1, got {m.get(key)}.")
-  if not 0.0 <= m.get("dropout", 0.0) < 1.0:
-    raise ConfigError(f"Config key 'model.dropout' must lie in [0, 1), got {m.dropout}.")
-
-
 def validate(config: ml_collections.ConfigDict) -> None:
-  m, d = config.model, config.data
-  expected = "mlp" if is_points(config) else "unet"
-  if m.name != expected:
-    raise ConfigError(f"Config key 'model.name' is '{m.name}'; the ddpm method uses '{expected}' "
-                      f"for data.name={d.name}.")
-  if m.name == "mlp":
-    _validate_mlp(m)
-  else:
-    _validate_unet(config)
+  validate_backbone(config, "ddpm")
   _validate_diffusion(config)
-
-
-def _validate_unet(config: ml_collections.ConfigDict) -> None:
-  m, d = config.model, config.data
-  if d.image_size <= 0 or d.channels not in (1, 3):
-    raise ConfigError("Config keys 'data.image_size' (> 0) and 'data.channels' (1 or 3) are "
-                      f"invalid: {d.image_size}, {d.channels}.")
-  try:
-    check_unet_config(d.image_size, m.ch, m.ch_mult, m.attn_resolutions, m.num_groups,
-                      m.get("num_head_channels", 0), m.get("num_heads", 1))
-  except ValueError as e:
-    raise ConfigError(f"Config section 'model' does not fit data.image_size={d.image_size}: {e}.") from None
-  if not 0.0 <= m.dropout < 1.0:
-    raise ConfigError(f"Config key 'model.dropout' must lie in [0, 1), got {m.dropout}.")
-  if m.conv_impl not in ("auto", "xla", "im2col"):
-    raise ConfigError(f"Config key 'model.conv_impl' must be auto, xla or im2col, not '{m.conv_impl}'.")
-  if m.dtype not in ("float32", "bfloat16"):
-    raise ConfigError(f"Config key 'model.dtype' must be float32 or bfloat16, not '{m.dtype}'.")
 
 
 def diffusion_config(**values) -> ml_collections.ConfigDict:
@@ -218,14 +167,6 @@ def _validate_sampler(smp, sampler: str, steps: int, num_timesteps: int, grid: s
 
 def _validate_classes(config, diff, smp) -> None:
   num_classes = config.model.get("num_classes", 0)
-  if num_classes < 0:
-    raise ConfigError(f"Config key 'model.num_classes' must be >= 0, got {num_classes}.")
-  if num_classes and is_points(config):
-    raise ConfigError("Config key 'model.num_classes': the 2D MLP has no class conditioning; set it to 0.")
-  known = len(builtin.CLASS_NAMES.get(config.data.name, ()))
-  if num_classes and known and num_classes != known:
-    raise ConfigError(f"Config key 'model.num_classes' is {num_classes} but dataset "
-                      f"'{config.data.name}' has {known} classes.")
   if not 0.0 <= diff.label_dropout < 1.0:
     raise ConfigError(f"Config key 'diffusion.label_dropout' must lie in [0, 1), got {diff.label_dropout}.")
   if smp.guidance != 1.0 and not (num_classes and diff.label_dropout > 0):
@@ -271,24 +212,7 @@ class Network:
 
 
 def build_backbone(config: ml_collections.ConfigDict):
-  m = config.model
-  out_mult = 2 if _diff(config).learn_variance else 1
-  if m.name == "mlp":
-    return MLPDenoiser(hidden=m.hidden, depth=m.depth, time_dim=m.time_dim,
-                       dropout=m.get("dropout", 0.0), out_mult=out_mult)
-  return UNet(ch=m.ch, out_ch=config.data.channels * out_mult, ch_mult=tuple(m.ch_mult),
-              num_res_blocks=m.num_res_blocks, attn_resolutions=tuple(m.attn_resolutions),
-              dropout=m.dropout, num_groups=m.num_groups, num_heads=m.get("num_heads", 1),
-              num_head_channels=m.get("num_head_channels", 0),
-              resblock_updown=m.get("resblock_updown", False),
-              scale_shift_norm=m.get("scale_shift_norm", False),
-              num_classes=m.get("num_classes", 0), remat=m.remat, conv_impl=m.conv_impl,
-              dtype=m.dtype)
-
-
-def default_labels(num: int, num_classes: int) -> jax.Array:
-  """Equal contiguous blocks of each class: with num = 8 K, each row of an 8-wide grid is a class."""
-  return (jnp.arange(num) * num_classes // num).astype(jnp.int32)
+  return backbone.build_backbone(config, 2 if _diff(config).learn_variance else 1)
 
 
 def build(config: ml_collections.ConfigDict) -> method_lib.Method:
@@ -304,9 +228,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   predict_kw = dict(prediction=d.prediction, sigma_data=d.sigma_data)
 
   def init(key):
-    x = jnp.zeros((1,) + shape, jnp.float32)
-    extra = (jnp.zeros((1,), jnp.int32),) if num_classes else ()
-    return model.init({"params": key}, x, jnp.zeros((1,), jnp.int32), False, *extra)
+    return backbone.init_variables(model, config, key)
 
   def loss(params, batch, key):
     labels = None
@@ -379,8 +301,19 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     return likelihood.bits_per_dim(denoise, schedule, x0, key, variance=smp.variance,
                                    clip_x0=smp.clip_x0, discrete=discrete)
 
+  def denoiser(params, mutable, labels=None):
+    """D(x, sigma) of the network (the null label's unconditional model when conditional and no
+    labels are given), without clipping: what a distillation student learns from."""
+    del mutable
+    if num_classes and labels is None:
+      return lambda x, sigma: denoiser(params, None, jnp.full((x.shape[0],), num_classes,
+                                                              jnp.int32))(x, sigma)
+    return adapters.discrete_denoiser(net.guided(params, labels, 1.0), schedule, d.prediction,
+                                      d.sigma_data)
+
   return method_lib.Method(name="ddpm", model=model, init=init, loss=method_lib.pure_loss(loss),
-                           sample=sample, bpd=bpd)
+                           sample=sample, bpd=bpd, denoiser=denoiser,
+                           sigma_range=(float(table_sigmas[0]), float(table_sigmas[-1])))
 
 
 method_lib.register("ddpm", build, validate)

@@ -38,16 +38,23 @@ def run(args, overrides) -> int:
   if args.workdir:
     trainer, state, params, step = restore_run(args.workdir, args.params)
     config = trainer.config
+    if config.data.name == "couplings":
+      # A reflow / distillation run is judged against the real data its couplings came from.
+      from jaxgen.data.couplings import original_data
+      config = config.copy_and_resolve_references()
+      config.data = original_data(config.data)
   elif args.config:
     config = load_config(args.config, [])
-    if not args.samples or "bpd" in metrics:
-      raise ConfigError("With --config (no --workdir) give --samples FILE.npz; bpd needs --workdir.")
+    if not args.samples or set(metrics) & {"bpd", "straightness"}:
+      raise ConfigError("With --config (no --workdir) give --samples FILE.npz; bpd and "
+                        "straightness need --workdir.")
   else:
     raise ConfigError("Give --workdir DIR (a training run), or --config FILE with --samples FILE.npz.")
 
   results: dict = {"workdir": args.workdir, "step": step, "params": args.params,
                    "dataset": config.data.name, "metrics": {}}
-  sample_metrics = [m for m in metrics if m != "bpd"]
+  model_metrics = ("bpd", "straightness")  # computed from the model, not from samples
+  sample_metrics = [m for m in metrics if m not in model_metrics]
   sample_labels = None  # the class each generated sample was conditioned on, if any
   if sample_metrics:
     if args.samples:
@@ -98,6 +105,12 @@ def run(args, overrides) -> int:
     results["metrics"].update(evaluate_bpd(trainer.method, params, state.mutable, config,
                                            num=args.num, batch=args.batch, seed=args.seed,
                                            progress=progress))
+
+  if "straightness" in metrics:
+    from jaxgen.flow.reflow import measure_straightness
+    results["metrics"].update(measure_straightness(trainer.method, params, config, num=args.num,
+                                                   batch=min(args.batch, args.num),
+                                                   steps=args.steps or 100, seed=args.seed))
 
   title = (f"jaxgen eval: {args.workdir or args.samples} (step {step}, {args.params} params)"
            if step is not None else f"jaxgen eval: {args.samples}")

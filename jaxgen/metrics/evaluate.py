@@ -25,7 +25,7 @@ from jaxgen.errors import ConfigError, DataError
 from jaxgen.metrics import frechet, manifold, modes
 from jaxgen.metrics.features import FeatureNetwork, extract_all, point_network
 
-METRICS = ("fd", "kid", "pr", "modes", "bpd")
+METRICS = ("fd", "kid", "pr", "modes", "bpd", "straightness")
 MAX_REFERENCE = 50000
 # The data config keys that decide which examples a split holds and how they are preprocessed.
 _DATA_IDENTITY_KEYS = ("name", "tfds_name", "path", "variant", "num_examples", "dataset_seed",

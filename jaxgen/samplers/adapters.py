@@ -21,7 +21,7 @@ import jax.numpy as jnp
 from jaxgen.diffusion import parameterization
 from jaxgen.diffusion.ddpm import Prediction
 from jaxgen.diffusion.schedules import DiscreteSchedule
-from jaxgen.samplers.core import split_output
+from jaxgen.samplers.core import per_example, split_output
 
 
 def _vp_alpha_sigma(sigma):
@@ -42,7 +42,7 @@ def _network_prediction(apply, prediction, x, sigma, alpha, sigma_vp, net_t, sig
   if prediction == "edm":
     net_t = parameterization.edm_preconditioning(sigma, sigma_data)[3]
   net_x = parameterization.network_input(prediction, x_t, alpha, sigma_vp, sigma_data)
-  batch_t = jnp.broadcast_to(net_t, (x.shape[0],))
+  batch_t = per_example(net_t, x.shape[0])
   result = apply(net_x, batch_t, **extra)
   output, var_output = result if isinstance(result, tuple) else (result, None)
   x0, eps = parameterization.to_x0_eps(prediction, output, x_t, alpha, sigma_vp, sigma_data)
@@ -79,7 +79,7 @@ def velocity_denoiser(velocity: Callable) -> Callable:
   def denoise(x, sigma, **extra):
     t = 1.0 / (1.0 + sigma)
     x_t = t * x
-    return x_t + (1.0 - t) * velocity(x_t, jnp.broadcast_to(t, (x.shape[0],)), **extra)
+    return x_t + (1.0 - t) * velocity(x_t, per_example(t, x.shape[0]), **extra)
   return denoise
 
 

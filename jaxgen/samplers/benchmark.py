@@ -89,7 +89,7 @@ def bench_problem(problem: str, samplers=None, nfes=NFES, *, grid: str = "karras
       "data_rms": float(jnp.sqrt(jnp.mean(jnp.square(data)))),
       "rows": [],
   }
-  for name in samplers or registry.SAMPLERS:
+  for name in samplers or [n for n in registry.SAMPLERS if n not in registry.MODEL_SPECIFIC]:
     spec = registry.get(name)
     for target in nfes:
       steps = registry.steps_for_nfe(name, target)

@@ -9,8 +9,8 @@ give the same iterates in these coordinates as in their own, because their updat
 the noise level only through lambda = log(alpha / sigma) = -log(sigma_ve); `adapters` turn eps, x0,
 v, EDM and velocity networks into D.
 
-The model protocol: `denoise(x, sigma, **extra_args)` with x [B, ...] and sigma a scalar array,
-returning the estimate of x_0, either as an array or as a `ddpm.Prediction` (whose `var_output`
+The model protocol: `denoise(x, sigma, **extra_args)` with x [B, ...] and sigma a scalar array
+(or per example, shaped [B, 1, ...] to broadcast against x: see `per_example`), returning the estimate of x_0, either as an array or as a `ddpm.Prediction` (whose `var_output`
 carries improved DDPM's learned variance to the DDPM sampler).
 
 A time grid is a 1-D array of K + 1 noise levels, decreasing, usually ending at 0 (`grids`). It is a
@@ -44,6 +44,14 @@ def split_output(out) -> tuple[jax.Array, jax.Array | None]:
 
 def call_x0(denoise: Callable, x, sigma, extra_args: dict | None) -> jax.Array:
   return split_output(denoise(x, sigma, **(extra_args or {})))[0]
+
+
+def per_example(value, batch: int) -> jax.Array:
+  """A noise level or time given as a scalar or per example ([B] or broadcastable [B, 1, ...]) as
+  a [B] array: denoisers accept either, so a distillation loss can call a teacher at a different
+  sigma for every example."""
+  value = jnp.asarray(value)
+  return jnp.broadcast_to(value.reshape(-1) if value.ndim else value, (batch,))
 
 
 def to_d(x, x0, sigma):

@@ -24,7 +24,7 @@ from jaxgen.data import train_dataset
 from jaxgen.errors import ConfigError, NonFiniteLossError
 from jaxgen.method import Method, build_method
 from jaxgen.train import step as step_lib
-from jaxgen.train.checkpoint import Checkpointer, abstract_like
+from jaxgen.train.checkpoint import Checkpointer, abstract_like, describe_mismatch
 from jaxgen.train.logging import MetricsLog
 from jaxgen.train.optim import make_optimizer
 from jaxgen.train.state import TrainState, create_train_state
@@ -74,18 +74,32 @@ class Trainer:
     self.is_main = jax.process_index() == 0
     self.progress = progress
     self.update = step_lib.build_update(self.method.loss, self.optimizer, self.lr_schedule,
-                                        ema_decay=t.ema_decay, grad_accum_steps=t.grad_accum_steps)
+                                        ema_decay=t.ema_decay, grad_accum_steps=t.grad_accum_steps,
+                                        post_update=self.method.post_update)
 
   # -- state -----------------------------------------------------------------------------------
+  def _keys(self):
+    return jax.random.split(jax.random.PRNGKey(self.config.seed))
+
   def init_state(self) -> TrainState:
-    root = jax.random.PRNGKey(self.config.seed)
-    params_key, run_key = jax.random.split(root)
-    make = lambda: create_train_state(self.method.init(params_key), self.optimizer, run_key)
-    return jax.jit(make, out_shardings=step_lib.replicated(self.mesh))()
+    """A fresh state: the method's init, then its warm start (trained variables) if it has one."""
+    params_key, run_key = self._keys()
+    variables = jax.jit(self.method.init)(params_key)
+    if self.method.warm_start is not None:
+      fresh = variables
+      variables = self.method.warm_start(jax.tree.map(np.asarray, fresh))
+      problems = describe_mismatch(variables, fresh)
+      if problems:
+        raise ConfigError(f"The warm start of method '{self.method.name}' does not fit the "
+                          f"config's model: {'; '.join(problems[:8])}. Give the model section the "
+                          "run you start from was trained with.")
+    make = lambda v: create_train_state(v, self.optimizer, run_key)
+    return jax.jit(make, out_shardings=step_lib.replicated(self.mesh))(variables)
 
   def abstract_state(self) -> TrainState:
-    shapes = jax.eval_shape(self.init_state)
-    return abstract_like(shapes, step_lib.replicated(self.mesh))
+    params_key, run_key = self._keys()
+    make = lambda: create_train_state(self.method.init(params_key), self.optimizer, run_key)
+    return abstract_like(jax.eval_shape(make), step_lib.replicated(self.mesh))
 
   # -- data ------------------------------------------------------------------------------------
   def make_data_iterator(self):

@@ -44,8 +44,9 @@ def ema_update(ema, params, decay: float):
 
 def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
                  lr_schedule: optax.Schedule, *, ema_decay: float = 0.0,
-                 grad_accum_steps: int = 1) -> Callable:
-  """One optimizer step: (state, batch) -> (state, metrics). Not jitted (see `compile_train_step`)."""
+                 grad_accum_steps: int = 1, post_update: Callable | None = None) -> Callable:
+  """One optimizer step: (state, batch) -> (state, metrics). Not jitted (see `compile_train_step`).
+  post_update(new_params, mutable) -> mutable runs after the optimizer (the method's hook)."""
 
   def grads_of(params, mutable, batch, key):
     (loss, (aux, mutable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mutable, batch, key)
@@ -81,6 +82,8 @@ def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
+    if post_update is not None:
+      mutable = post_update(params, mutable)
     metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr_schedule(state.step), **aux}
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                               ema_params=ema, mutable=mutable)

@@ -1,0 +1,1 @@
+"""Consistency models: distillation from a diffusion model and training from scratch."""

@@ -1,0 +1,2 @@
+"""Rectified flow / flow matching: the objective, time sampling, straightness, likelihood,
+reflow couplings and few-step distillation."""
