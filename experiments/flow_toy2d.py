@@ -7,49 +7,20 @@ Reflow (2-rectified flow) trains the same config on the couplings of this run:
       --config.data.name=couplings --config.data.path=COUPLINGS --config.flow.init_from=RUN
 """
 
+import pathlib
+
 import ml_collections
 
-from jaxgen.data import data_config
+from jaxgen.config import load_config_file
 from jaxgen.flow.method import flow_config, sample_config
+
+BASE = pathlib.Path(__file__).resolve().parent / "ddpm_toy2d.py"
 
 
 def get_config() -> ml_collections.ConfigDict:
-  c = ml_collections.ConfigDict()
-  c.seed = 0
+  c = load_config_file(BASE)  # its data, model, optimizer and train sections
+  del c["diffusion"]
   c.method = "rectified_flow"
-  c.data = data_config(name="toy2d", variant="ring8", num_examples=50000)
-
-  c.model = ml_collections.ConfigDict()
-  c.model.name = "mlp"
-  c.model.hidden = 256
-  c.model.depth = 4
-  c.model.time_dim = 64
-  c.model.dropout = 0.0
-
   c.flow = flow_config(time_sampling="uniform")
-
-  c.optimizer = ml_collections.ConfigDict()
-  c.optimizer.name = "adam"
-  c.optimizer.lr = 1e-3
-  c.optimizer.b1 = 0.9
-  c.optimizer.b2 = 0.999
-  c.optimizer.warmup_steps = 100
-  c.optimizer.schedule = "cosine"
-  c.optimizer.final_lr_frac = 0.05
-  c.optimizer.grad_clip = 1.0
-
-  c.train = ml_collections.ConfigDict()
-  c.train.steps = 4000
-  c.train.batch_size = 256
-  c.train.grad_accum_steps = 1
-  c.train.steps_per_call = 50
-  c.train.ema_decay = 0.999
-  c.train.log_every = 100
-  c.train.checkpoint_every = 1000
-  c.train.max_to_keep = 2
-  c.train.async_checkpoint = True
-  c.train.sample_every = 2000
-  c.train.sample_num = 1000
-
   c.sample = sample_config(sampler="flow_euler", steps=100)
   return c

@@ -12,7 +12,7 @@ import difflib
 import importlib.util
 import json
 import pathlib
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import ml_collections
 
@@ -197,3 +197,11 @@ def from_json(text: str) -> ml_collections.ConfigDict:
       return tuple(tuples(v) for v in x)
     return x
   return ml_collections.ConfigDict(tuples(json.loads(text)))
+
+
+def section(config: ml_collections.ConfigDict, name: str, defaults: Callable) -> ml_collections.ConfigDict:
+  """config[name] over `defaults()`: every key a method reads, with the defaults for keys an older
+  (or shorter) config leaves out."""
+  out = defaults()
+  out.update(config.get(name, ml_collections.ConfigDict()).to_dict())
+  return out

@@ -61,3 +61,12 @@ def reference_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp("reference")
   run_cli(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress"])
   return workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_run(tmp_path_factory):
+  """A tiny rectified flow on the 2D ring, trained once per session (reflow source, CD teacher)."""
+  workdir = tmp_path_factory.mktemp("flow") / "rf1"
+  run_cli(["train", "--config", str(REPO / "tests" / "configs" / "tiny_flow.py"), "--workdir",
+           str(workdir), "--no-progress"])
+  return workdir

@@ -19,7 +19,6 @@ from jaxgen.samplers import grids, registry
 from conftest import REPO, run_cli
 
 TINY_CM = str(REPO / "tests" / "configs" / "tiny_consistency.py")
-TINY_FLOW = str(REPO / "tests" / "configs" / "tiny_flow.py")
 S = 0.7  # data N(0, S^2 I)
 
 
@@ -155,10 +154,8 @@ def test_target_ema_and_curriculum_counter_advance_with_each_update():
 
 
 @pytest.fixture(scope="module")
-def flow_teacher(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("teacher") / "rf"
-  run_cli(["train", "--config", TINY_FLOW, "--workdir", str(workdir), "--no-progress"])
-  return workdir
+def flow_teacher(tiny_flow_run):
+  return tiny_flow_run
 
 
 def test_distillation_run_holds_the_frozen_teacher_and_resumes(flow_teacher, tmp_path):

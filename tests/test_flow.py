@@ -137,10 +137,23 @@ def test_bits_per_dim_of_a_dequantised_uniform():
 # ----------------------------------------------------------------------------- the method and reflow
 
 @pytest.fixture(scope="module")
-def flow_run(tmp_path_factory):
-  workdir = tmp_path_factory.mktemp("flow") / "rf1"
-  run_cli(["train", "--config", TINY_FLOW, "--workdir", str(workdir), "--no-progress"])
-  return workdir
+def flow_run(tiny_flow_run):
+  return tiny_flow_run
+
+
+def test_guided_velocity_is_one_batched_call_of_both_branches():
+  from jaxgen.flow.method import guided_velocity
+  calls = []
+
+  def velocity(x, t, labels):
+    calls.append(x.shape[0])
+    return x * t[:, None] + labels[:, None].astype(jnp.float32)
+  x, t, labels = jnp.ones((3, 2)), jnp.full((3,), 0.5), jnp.array([1, 2, 3])
+  for w in (0.0, 1.0, 2.5):
+    out = guided_velocity(velocity, labels, 10, w)(x, t)
+    cond, null = 0.5 + labels[:, None], 0.5 + 10.0
+    np.testing.assert_allclose(out, null + w * (cond - null) * jnp.ones((3, 2)), rtol=1e-6)
+  assert calls == [6, 6, 6]
 
 
 def test_flow_method_samples_with_every_integrator(flow_run):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxgen import config as config_lib
 from jaxgen import method as method_lib
 from jaxgen.consistency import core
 from jaxgen.errors import ConfigError
@@ -74,15 +75,11 @@ def sample_config(**values) -> ml_collections.ConfigDict:
 
 
 def _cfg(config):
-  c = consistency_config()
-  c.update(config.get("consistency", ml_collections.ConfigDict()).to_dict())
-  return c
+  return config_lib.section(config, "consistency", consistency_config)
 
 
 def _sample_cfg(config):
-  s = sample_config()
-  s.update(config.sample.to_dict())
-  return s
+  return config_lib.section(config, "sample", sample_config)
 
 
 def _teacher(c):
@@ -242,18 +239,16 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       return out.x
     scale = 1.0 / np.sqrt(1.0 + np.square(sigmas.astype(np.float64)))
     frames = out.trajectory * jnp.asarray(scale, jnp.float32).reshape((-1,) + (1,) * (1 + len(shape)))
-    keep = np.unique(np.append(np.arange(0, len(sigmas), trajectory_every), len(sigmas) - 1))
-    return out.x, frames[keep]
+    return out.x, frames[backbone.trajectory_indices(len(sigmas), trajectory_every)]
 
-  warm_start = None
-  if teacher_method is not None:
-    def warm_start(variables):
-      from jaxgen.flow.method import load_params
-      return dict(variables, teacher=load_params(c.teacher, c.teacher_params))
+  def load_teacher(variables):
+    from jaxgen.train.runs import load_params
+    return dict(variables, teacher=load_params(c.teacher, c.teacher_params))
 
   return method_lib.Method(name="consistency", model=model, init=init, loss=loss, sample=sample,
                            denoiser=denoiser, sigma_range=(c.sigma_min, c.sigma_max),
-                           warm_start=warm_start, post_update=post_update)
+                           warm_start=load_teacher if teacher_method is not None else None,
+                           post_update=post_update)
 
 
 def _x0_only(denoise):

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxgen import config as config_lib
 from jaxgen import method as method_lib
 from jaxgen.diffusion import ddpm, likelihood, losses
 from jaxgen.diffusion.ddpm import VARIANCES
@@ -77,16 +78,11 @@ def sample_config(**values) -> ml_collections.ConfigDict:
 
 
 def _diff(config):
-  """The diffusion section with defaults for keys an older config lacks."""
-  d = diffusion_config()
-  d.update(config.diffusion.to_dict())
-  return d
+  return config_lib.section(config, "diffusion", diffusion_config)
 
 
 def _sample_cfg(config):
-  s = sample_config()
-  s.update(config.sample.to_dict())
-  return s
+  return config_lib.section(config, "sample", sample_config)
 
 
 def _betas(d: ml_collections.ConfigDict):
@@ -234,9 +230,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     labels = None
     if num_classes:
       drop_key, key = jax.random.split(key)
-      labels = batch["label"].astype(jnp.int32)
-      drop = jax.random.bernoulli(drop_key, d.label_dropout, labels.shape)
-      labels = jnp.where(drop, num_classes, labels)
+      labels = backbone.drop_labels(drop_key, batch["label"], d.label_dropout, num_classes)
     apply = lambda x, t, k: net(params, x, t, labels=labels, train=True, key=k)
     return losses.diffusion_loss(apply, schedule, batch[field], key, weighting=d.loss_weighting,
                                  min_snr_gamma=d.min_snr_gamma, learn_variance=d.learn_variance,
@@ -287,8 +281,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     # x / sqrt(1 + sigma^2) is the VP x_t the model was trained on: what the step looks like.
     scale = 1.0 / np.sqrt(1.0 + np.square(sigmas.astype(np.float64)))
     frames = out.trajectory * jnp.asarray(scale, jnp.float32).reshape((-1,) + (1,) * (1 + len(shape)))
-    keep = np.unique(np.append(np.arange(0, len(sigmas), trajectory_every), len(sigmas) - 1))
-    return out.x, frames[keep]
+    return out.x, frames[backbone.trajectory_indices(len(sigmas), trajectory_every)]
 
   def bpd(params, mutable, x0, key, labels=None):
     """The bound on -log p(x0) (with labels of a class-conditional model: -log p(x0 | label);

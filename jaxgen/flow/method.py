@@ -19,8 +19,8 @@ import math
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 
+from jaxgen import config as config_lib
 from jaxgen import method as method_lib
 from jaxgen.errors import ConfigError
 from jaxgen.flow import likelihood, rectified
@@ -68,15 +68,11 @@ def sample_config(**values) -> ml_collections.ConfigDict:
 
 
 def _flow(config):
-  f = flow_config()
-  f.update(config.get("flow", ml_collections.ConfigDict()).to_dict())
-  return f
+  return config_lib.section(config, "flow", flow_config)
 
 
 def _sample_cfg(config):
-  s = sample_config()
-  s.update(config.sample.to_dict())
-  return s
+  return config_lib.section(config, "sample", sample_config)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -139,13 +135,6 @@ def guided_velocity(velocity, labels, null_label: int, scale):
   return fn
 
 
-def load_params(workdir: str, which: str):
-  """Host copies of a trained run's (ema | online) parameters."""
-  from jaxgen.train.runs import restore_run
-  _, _, params, _ = restore_run(workdir, which)
-  return jax.tree.map(np.asarray, params)
-
-
 def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   shape = backbone.data_shape(config)
   field = backbone.batch_field(config)
@@ -175,9 +164,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     labels = None
     if num_classes:
       drop_key, key = jax.random.split(key)
-      labels = batch["label"].astype(jnp.int32)
-      labels = jnp.where(jax.random.bernoulli(drop_key, f.label_dropout, labels.shape),
-                         num_classes, labels)
+      labels = backbone.drop_labels(drop_key, batch["label"], f.label_dropout, num_classes)
     apply = lambda x_t, t, k: network(params, x_t, t, labels, train=True, key=k)
     return rectified.flow_matching_loss(apply, batch[field], key, noise=batch.get("noise"),
                                         time_sampling=f.time_sampling, **time_options)
@@ -218,8 +205,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
           (-1,) + (1,) * (1 + len(shape)))  # x_t = t x: the flow's own scale
     if not trajectory_every:
       return out.x
-    keep = np.unique(np.append(np.arange(0, len(ts), trajectory_every), len(ts) - 1))
-    return out.x, frames[keep]
+    return out.x, frames[backbone.trajectory_indices(len(ts), trajectory_every)]
 
   def bpd(params, mutable, x, key, labels=None):
     """-log p(x) in bits/dim by the flow's ODE (images: uniformly dequantised 8-bit values)."""
@@ -245,14 +231,14 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     del mutable
     return velocity_fn(params, labels)
 
-  warm_start = None
-  if f.init_from:
-    def warm_start(variables):
-      return dict(variables, params=load_params(f.init_from, f.init_params))
+  def start_from_trained(variables):
+    from jaxgen.train.runs import load_params
+    return dict(variables, params=load_params(f.init_from, f.init_params))
 
   return method_lib.Method(name="rectified_flow", model=model, init=init,
                            loss=method_lib.pure_loss(loss), sample=sample, bpd=bpd,
-                           denoiser=denoiser, velocity=velocity, warm_start=warm_start)
+                           denoiser=denoiser, velocity=velocity,
+                           warm_start=start_from_trained if f.init_from else None)
 
 
 method_lib.register("rectified_flow", build, validate)

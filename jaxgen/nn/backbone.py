@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 from jaxgen.data import builtin, couplings
 from jaxgen.errors import ConfigError
@@ -126,3 +127,14 @@ def init_variables(model, config: ml_collections.ConfigDict, key: jax.Array):
 def default_labels(num: int, num_classes: int) -> jax.Array:
   """Equal contiguous blocks of each class: with num = 8 K, each row of an 8-wide grid is a class."""
   return (jnp.arange(num) * num_classes // num).astype(jnp.int32)
+
+
+def drop_labels(key: jax.Array, labels: jax.Array, probability: float, null_label: int) -> jax.Array:
+  """Classifier-free guidance training: each label becomes the null label with this probability."""
+  labels = labels.astype(jnp.int32)
+  return jnp.where(jax.random.bernoulli(key, probability, labels.shape), null_label, labels)
+
+
+def trajectory_indices(num_points: int, every: int) -> np.ndarray:
+  """Every `every`-th of num_points grid points, and always the last (the sample)."""
+  return np.unique(np.append(np.arange(0, num_points, every), num_points - 1))

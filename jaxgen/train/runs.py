@@ -42,3 +42,12 @@ def restore_run(workdir: str, which_params: str = "ema", devices=None):
   finally:
     ckpt.close()
   return trainer, state, state.ema_params if which_params == "ema" else state.params, step
+
+
+def load_params(workdir: str, which_params: str = "ema"):
+  """Host (NumPy) copies of a trained run's ema or online parameters: what a run that starts
+  from it (reflow, distillation) or holds it (a frozen teacher) takes."""
+  import jax
+  import numpy as np
+  _, _, params, _ = restore_run(workdir, which_params)
+  return jax.tree.map(np.asarray, params)
