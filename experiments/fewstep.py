@@ -27,6 +27,7 @@ GROUPS = {
     "toy2d": {
         "teacher": "ddpm_toy2d.py", "flow": "flow_toy2d.py", "consistency": "consistency_toy2d.py",
         "metrics": "modes,fd", "num": 2500, "batch": 2500, "couplings": 50000, "finetune_steps": 2000,
+        "picture_num": 1000,
         "teacher_sigma_min": 0.01,  # DDPM linear betas: sqrt(beta_1 / (1 - beta_1))
         "cd": ["--config.consistency.mode=distillation", "--config.consistency.curriculum=fixed",
                "--config.consistency.num_levels=18", "--config.consistency.distance=l2",
@@ -37,6 +38,7 @@ GROUPS = {
     "digits": {
         "teacher": "ddpm_digits_cosine.py", "flow": "flow_digits.py",
         "consistency": "consistency_digits.py", "metrics": "fd", "num": 2500, "batch": 500,
+        "picture_num": 64,
         "couplings": 10000, "finetune_steps": 2000,
         "cd": [],
         # iCT: pseudo-Huber, lognormal levels, curriculum 10 -> 1280, no EMA target.
@@ -78,13 +80,13 @@ class Runner:
     return out
 
   def evaluate(self, label: str, workdir: pathlib.Path, metrics: str, sampler: str, steps: int,
-               num: int, batch: int) -> dict:
-    path = self.root / "evals" / f"{label}_{sampler}_{steps}.json"
+               num: int, batch: int, grid: str = "") -> dict:
+    path = self.root / "evals" / f"{label}_{sampler}{'_' + grid if grid else ''}_{steps}.json"
     if not path.exists():
       path.parent.mkdir(exist_ok=True)
       self.run(["eval", "--workdir", str(workdir), "--metric", metrics, "--sampler", sampler,
                 "--steps", str(steps), "--num", str(num), "--batch", str(batch), "--no-progress",
-                "--json", str(path)])
+                "--json", str(path)] + (["--grid", grid] if grid else []))
     return json.loads(path.read_text())
 
   def straightness(self, label: str, workdir: pathlib.Path) -> dict:
@@ -95,12 +97,13 @@ class Runner:
                 "--num", "1000", "--batch", "500", "--no-progress", "--json", str(path)])
     return json.loads(path.read_text())["metrics"]
 
-  def picture(self, label: str, workdir: pathlib.Path, sampler: str, steps: int) -> pathlib.Path:
+  def picture(self, label: str, workdir: pathlib.Path, sampler: str, steps: int, num: int,
+              grid: str = "") -> pathlib.Path:
     path = self.root / "pictures" / f"{label}_{steps}step.png"
     if not path.exists():
       path.parent.mkdir(exist_ok=True)
-      self.run(["sample", "--workdir", str(workdir), "--num", "1000" if "toy2d" in str(self.root) else "64",
-                "--sampler", sampler, "--steps", str(steps), "--out", str(path)])
+      self.run(["sample", "--workdir", str(workdir), "--num", str(num), "--sampler", sampler,
+                "--steps", str(steps), "--out", str(path)] + (["--grid", grid] if grid else []))
     return path
 
 
@@ -119,18 +122,24 @@ def main() -> int:
   fine = [f"--config.train.steps={g['finetune_steps']}"]
   rows: list[dict] = []  # one per (model, sampler, NFE)
 
-  def record(model, workdir, sampler, steps, nfe):
+  def record(model, workdir, sampler, steps, nfe, grid=""):
     out = r.evaluate(model.replace(" ", "_").replace("/", ""), workdir, g["metrics"], sampler,
-                     steps, g["num"], g["batch"])
-    rows.append({"model": model, "sampler": sampler, "nfe": nfe, **out["metrics"]})
+                     steps, g["num"], g["batch"], grid)
+    rows.append({"model": model, "sampler": sampler + (f" ({grid})" if grid else ""), "nfe": nfe,
+                 **out["metrics"]})
 
   teacher = pathlib.Path(args.teacher) if args.teacher else root / "teacher"
   if "teacher" in stages:
     if not args.teacher:
       r.train("teacher", g["teacher"], [])
+    r.picture("teacher_ddim_karras", teacher, "ddim", 1, g["picture_num"], "karras")
+    # The teacher at matched NFE on EDM's grid (the timestep grid's linear spacing wastes a
+    # step on t = 0 when K is small).
     for k in NFES:
-      record("DDPM teacher", teacher, "ddim", k, k)
-    r.picture("teacher_ddim", teacher, "ddim", 1)
+      record("DDPM teacher", teacher, "ddim", k, k, "karras")
+    for k in NFES[1:]:
+      record("DDPM teacher", teacher, "dpmpp_2m", k, k, "karras")
+    record("DDPM teacher", teacher, "ddim", 100, 100, "karras")
 
   straight = {}
   if "rf1" in stages or "rf2" in stages or "distill" in stages:
@@ -140,7 +149,7 @@ def main() -> int:
         record("1-rectified flow", rf1, "flow_euler", k, k)
       record("1-rectified flow", rf1, "flow_heun", 50, 99)
       straight["1-rectified flow"] = r.straightness("rf1", rf1)
-      r.picture("rf1", rf1, "flow_euler", 1)
+      r.picture("rf1", rf1, "flow_euler", 1, g["picture_num"])
   if "rf2" in stages or "distill" in stages:
     couplings1 = r.reflow(rf1, "rf1_couplings", g["couplings"])
     rf2 = r.train("rf2", g["flow"], ["--config.data.name=couplings",
@@ -150,7 +159,7 @@ def main() -> int:
       for k in NFES:
         record("2-rectified flow", rf2, "flow_euler", k, k)
       straight["2-rectified flow"] = r.straightness("rf2", rf2)
-      r.picture("rf2", rf2, "flow_euler", 1)
+      r.picture("rf2", rf2, "flow_euler", 1, g["picture_num"])
   if "distill" in stages:
     couplings2 = r.reflow(rf2, "rf2_couplings", g["couplings"])
     distilled = r.train("rf2_distilled", g["flow"], [
@@ -158,18 +167,18 @@ def main() -> int:
         f"--config.flow.init_from={rf2}", "--config.flow.time_sampling=discrete",
         "--config.flow.discrete_steps=1", "--config.sample.steps=1", *fine])
     record("2-RF distilled (k=1)", distilled, "flow_euler", 1, 1)
-    r.picture("rf2_distilled", distilled, "flow_euler", 1)
+    r.picture("rf2_distilled", distilled, "flow_euler", 1, g["picture_num"])
   if "cd" in stages:
     cd = r.train("cd", g["consistency"], [*g["cd"], "--config.consistency.mode=distillation",
                                           f"--config.consistency.teacher={teacher}"])
     for k in (1, 2):
       record("consistency distillation", cd, "consistency", k, k)
-    r.picture("cd", cd, "consistency", 1)
+    r.picture("cd", cd, "consistency", 1, g["picture_num"])
   if "ct" in stages:
     ct = r.train("ct", g["consistency"], [*g["ct"], "--config.consistency.mode=training"])
     for k in (1, 2):
       record("consistency training", ct, "consistency", k, k)
-    r.picture("ct", ct, "consistency", 1)
+    r.picture("ct", ct, "consistency", 1, g["picture_num"])
 
   (root / "results.json").write_text(json.dumps({"rows": rows, "straightness": straight}, indent=1))
   print(table(rows, g["metrics"]))
@@ -194,11 +203,13 @@ def plot(rows: list[dict], path: pathlib.Path, metric: str) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   fig, ax = plt.subplots(figsize=(6.5, 4.5))
-  models = list(dict.fromkeys(r["model"] for r in rows))
+  lines = list(dict.fromkeys((r["model"], r["sampler"]) for r in rows if r["nfe"] <= 16))
   colours = plt.get_cmap("tab10")
-  for i, model in enumerate(models):
-    pts = sorted((r["nfe"], r[metric]) for r in rows if r["model"] == model and r["nfe"] <= 16)
-    ax.plot(*zip(*pts), marker="o", color=colours(i), label=model)
+  for i, (model, sampler) in enumerate(lines):
+    pts = sorted((r["nfe"], r[metric]) for r in rows
+                 if (r["model"], r["sampler"]) == (model, sampler) and r["nfe"] <= 16)
+    ax.plot(*zip(*pts), marker="o" if len(pts) > 1 else "*", markersize=6 if len(pts) > 1 else 14,
+            color=colours(i), label=f"{model} ({sampler})")
   ax.set_xscale("log", base=2)
   ax.set_yscale("log")
   ax.set_xlabel("NFE")

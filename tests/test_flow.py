@@ -230,6 +230,11 @@ def test_reflow_trains_on_couplings_from_the_first_flow(flow_run, tmp_path):
   batch = next(trainer.make_data_iterator())
   assert set(batch) == {"noise", "point"}
   trainer.run()
+  # A warm start from a run with another network is refused with the mismatched entries.
+  config.model.hidden = 48
+  with pytest.raises(ConfigError, match="does not fit"):
+    Trainer(config, tmp_path / "other", progress=False).init_state()
+  config.model.hidden = 32
   # The distillation objective: times on the k-step grid, on couplings only.
   config.flow.time_sampling = "discrete"
   config.data.name = "toy2d"

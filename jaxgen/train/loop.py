@@ -84,17 +84,20 @@ class Trainer:
   def init_state(self) -> TrainState:
     """A fresh state: the method's init, then its warm start (trained variables) if it has one."""
     params_key, run_key = self._keys()
-    variables = jax.jit(self.method.init)(params_key)
-    if self.method.warm_start is not None:
-      fresh = variables
-      variables = self.method.warm_start(jax.tree.map(np.asarray, fresh))
-      problems = describe_mismatch(variables, fresh)
-      if problems:
-        raise ConfigError(f"The warm start of method '{self.method.name}' does not fit the "
-                          f"config's model: {'; '.join(problems[:8])}. Give the model section the "
-                          "run you start from was trained with.")
+    replicated = step_lib.replicated(self.mesh)
+    if self.method.warm_start is None:
+      make = lambda: create_train_state(self.method.init(params_key), self.optimizer, run_key)
+      return jax.jit(make, out_shardings=replicated)()
+    # Warm start: fresh variables on the host, some replaced by trained ones, then placed.
+    fresh = jax.tree.map(np.asarray, jax.jit(self.method.init)(params_key))
+    variables = self.method.warm_start(fresh)
+    problems = describe_mismatch(variables, fresh)
+    if problems:
+      raise ConfigError(f"The warm start of method '{self.method.name}' does not fit the config's "
+                        f"model: {'; '.join(problems[:8])}. Give the model section the run you "
+                        "start from was trained with.")
     make = lambda v: create_train_state(v, self.optimizer, run_key)
-    return jax.jit(make, out_shardings=step_lib.replicated(self.mesh))(variables)
+    return jax.jit(make, out_shardings=replicated)(variables)
 
   def abstract_state(self) -> TrainState:
     params_key, run_key = self._keys()
