@@ -250,3 +250,12 @@ def test_flow_bpd_and_straightness_through_eval(flow_run, tmp_path):
   metrics = json.loads(out.read_text())["metrics"]
   assert np.isfinite(metrics["bpd"]) and metrics["nfe"] > 10
   assert metrics["straightness"] > 0
+
+
+def test_experiment_configs_validate():
+  from jaxgen.method import validate_method_config
+  for name in ("flow_digits", "flow_toy2d", "consistency_toy2d"):
+    validate_method_config(load_config_file(REPO / "experiments" / f"{name}.py"))
+  # Consistency distillation names its teacher on the command line.
+  with pytest.raises(ConfigError, match="consistency.teacher"):
+    validate_method_config(load_config_file(REPO / "experiments" / "consistency_digits.py"))
