@@ -121,6 +121,10 @@ def main() -> int:
   stages = set((args.only or "teacher,rf1,rf2,distill,cd,ct").split(","))
   fine = [f"--config.train.steps={g['finetune_steps']}"]
   rows: list[dict] = []  # one per (model, sampler, NFE)
+  pictures: list[tuple[str, pathlib.Path]] = []  # (title, 1-step samples)
+
+  def show(name, workdir, sampler, grid=""):
+    pictures.append((name, r.picture(name, workdir, sampler, 1, g["picture_num"], grid)))
 
   def record(model, workdir, sampler, steps, nfe, grid=""):
     out = r.evaluate(model.replace(" ", "_").replace("/", ""), workdir, g["metrics"], sampler,
@@ -132,7 +136,7 @@ def main() -> int:
   if "teacher" in stages:
     if not args.teacher:
       r.train("teacher", g["teacher"], [])
-    r.picture("teacher_ddim_karras", teacher, "ddim", 1, g["picture_num"], "karras")
+    show("teacher_ddim_karras", teacher, "ddim", "karras")
     # The teacher at matched NFE on EDM's grid (the timestep grid's linear spacing wastes a
     # step on t = 0 when K is small).
     for k in NFES:
@@ -149,7 +153,7 @@ def main() -> int:
         record("1-rectified flow", rf1, "flow_euler", k, k)
       record("1-rectified flow", rf1, "flow_heun", 50, 99)
       straight["1-rectified flow"] = r.straightness("rf1", rf1)
-      r.picture("rf1", rf1, "flow_euler", 1, g["picture_num"])
+      show("rf1", rf1, "flow_euler")
   if "rf2" in stages or "distill" in stages:
     couplings1 = r.reflow(rf1, "rf1_couplings", g["couplings"])
     rf2 = r.train("rf2", g["flow"], ["--config.data.name=couplings",
@@ -159,7 +163,7 @@ def main() -> int:
       for k in NFES:
         record("2-rectified flow", rf2, "flow_euler", k, k)
       straight["2-rectified flow"] = r.straightness("rf2", rf2)
-      r.picture("rf2", rf2, "flow_euler", 1, g["picture_num"])
+      show("rf2", rf2, "flow_euler")
   if "distill" in stages:
     couplings2 = r.reflow(rf2, "rf2_couplings", g["couplings"])
     distilled = r.train("rf2_distilled", g["flow"], [
@@ -167,25 +171,48 @@ def main() -> int:
         f"--config.flow.init_from={rf2}", "--config.flow.time_sampling=discrete",
         "--config.flow.discrete_steps=1", "--config.sample.steps=1", *fine])
     record("2-RF distilled (k=1)", distilled, "flow_euler", 1, 1)
-    r.picture("rf2_distilled", distilled, "flow_euler", 1, g["picture_num"])
+    show("rf2_distilled", distilled, "flow_euler")
   if "cd" in stages:
     cd = r.train("cd", g["consistency"], [*g["cd"], "--config.consistency.mode=distillation",
                                           f"--config.consistency.teacher={teacher}"])
     for k in (1, 2):
       record("consistency distillation", cd, "consistency", k, k)
-    r.picture("cd", cd, "consistency", 1, g["picture_num"])
+    show("cd", cd, "consistency")
   if "ct" in stages:
     ct = r.train("ct", g["consistency"], [*g["ct"], "--config.consistency.mode=training"])
     for k in (1, 2):
       record("consistency training", ct, "consistency", k, k)
-    r.picture("ct", ct, "consistency", 1, g["picture_num"])
+    show("ct", ct, "consistency")
 
   (root / "results.json").write_text(json.dumps({"rows": rows, "straightness": straight}, indent=1))
   print(table(rows, g["metrics"]))
   for name, s in straight.items():
     print(f"straightness {name}: {s['straightness']:.4g} +- {s['straightness_stderr']:.2g}")
   plot(rows, root / "quality_vs_nfe.png", "fd")
+  montage(pictures, root / "one_step.png")
   return 0
+
+
+TITLES = {"teacher_ddim_karras": "DDPM teacher, DDIM", "rf1": "1-rectified flow",
+          "rf2": "2-rectified flow", "rf2_distilled": "2-RF distilled", "cd": "consistency distill.",
+          "ct": "consistency training"}
+
+
+def montage(pictures: list[tuple[str, pathlib.Path]], path: pathlib.Path) -> None:
+  """The 1-step samples of every model side by side."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from PIL import Image
+  if not pictures:
+    return
+  fig, axes = plt.subplots(1, len(pictures), figsize=(3 * len(pictures), 3.3), squeeze=False)
+  for ax, (name, picture) in zip(axes[0], pictures):
+    ax.imshow(Image.open(picture))
+    ax.set_title(f"{TITLES.get(name, name)}, 1 step", fontsize=9)
+    ax.axis("off")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
 
 
 def table(rows: list[dict], metrics: str) -> str:
