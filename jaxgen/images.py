@@ -79,7 +79,8 @@ def save_trajectory(frames: np.ndarray, gif_path: str | pathlib.Path, nrow: int 
                     frame_ms: int = 80) -> tuple[pathlib.Path, pathlib.Path]:
   """The denoising trajectory [F, N, ...] (noise first, the samples last) as an animated GIF of
   sample grids (the last frame held for a second) and a PNG strip beside it (PATH.png): one row per
-  sample (the first `strip_samples`), at most `strip_columns` frames from noise to image."""
+  sample (the first `strip_samples`), at most `strip_columns` frames from noise to image; for 2D
+  points, one scatter plot of every point per frame."""
   frames = np.asarray(frames)
   gif_path = pathlib.Path(gif_path)
   gif_path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,11 +88,12 @@ def save_trajectory(frames: np.ndarray, gif_path: str | pathlib.Path, nrow: int 
   durations = [frame_ms] * (len(pictures) - 1) + [1000]
   pictures[0].save(gif_path, save_all=True, append_images=pictures[1:], duration=durations, loop=0)
   columns = np.unique(np.round(np.linspace(0, len(frames) - 1, min(strip_columns, len(frames)))).astype(int))
-  picked = frames[columns][:, :strip_samples]          # [C, S, ...]
   strip_path = gif_path.with_suffix(".png")
-  if picked.ndim == 3:  # 2D points: one scatter plot per column
-    Image.fromarray(np.concatenate([scatter_plot(p, size=192) for p in picked], axis=1)).save(strip_path)
+  if frames.ndim == 3:  # 2D points: one scatter plot of all of them per column
+    Image.fromarray(np.concatenate([scatter_plot(p, size=192) for p in frames[columns]],
+                                   axis=1)).save(strip_path)
   else:
+    picked = frames[columns][:, :strip_samples]        # [C, S, ...]
     rows = np.swapaxes(picked, 0, 1).reshape((-1,) + picked.shape[2:])  # sample-major
     upscale = max(1, 48 // picked.shape[2])
     Image.fromarray(make_grid(rows, nrow=len(columns), upscale=upscale)).save(strip_path)
