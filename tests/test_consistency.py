@@ -62,14 +62,15 @@ def test_levels_are_karras_ascending_and_the_curriculum_doubles():
 
 def test_lognormal_pair_sampling_follows_the_erf_masses():
   n = 41
-  i = np.asarray(core.sample_pairs(jax.random.key(0), 200_000, n, 1281, sampling="lognormal",
+  # max_levels above N: the pairs past N - 2 must never be drawn.
+  i = np.asarray(core.sample_pairs(jax.random.key(0), 100_000, n, 2 * n, sampling="lognormal",
                                    sigma_min=0.002, sigma_max=80.0, rho=7.0))
   assert i.min() >= 0 and i.max() <= n - 2
   lv = np.array([float(core.level(k, n, 0.002, 80.0, 7.0)) for k in range(n)])
   cdf = erf((np.log(lv) + 1.1) / (math.sqrt(2) * 2.0))
   p = np.diff(cdf) / np.diff(cdf).sum()
   freq = np.bincount(i, minlength=n - 1) / len(i)
-  np.testing.assert_allclose(freq, p, atol=4e-3)
+  np.testing.assert_allclose(freq, p, atol=5e-3)
   u = np.asarray(core.sample_pairs(jax.random.key(1), 100_000, n, n, sampling="uniform",
                                    sigma_min=0.002, sigma_max=80.0, rho=7.0))
   assert u.min() == 0 and u.max() == n - 2
