@@ -137,8 +137,9 @@ def main() -> int:
     if not args.teacher:
       r.train("teacher", g["teacher"], [])
     show("teacher_ddim_karras", teacher, "ddim", "karras")
-    # The teacher at matched NFE on EDM's grid (the timestep grid's linear spacing wastes a
-    # step on t = 0 when K is small).
+    # The teacher at matched NFE on its own timesteps (linear spacing) and on EDM's grid.
+    for k in NFES:
+      record("DDPM teacher", teacher, "ddim", k, k, "timesteps")
     for k in NFES:
       record("DDPM teacher", teacher, "ddim", k, k, "karras")
     for k in NFES[1:]:
