@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
+from jaxgen.samplers.core import per_example
+
 DISTANCES = ("l2", "l1", "pseudo_huber")
 WEIGHTINGS = ("uniform", "ict")
 LEVEL_SAMPLINGS = ("uniform", "lognormal")
@@ -50,8 +52,7 @@ def scalings(sigma, sigma_min: float, sigma_data: float):
 def consistency_function(network: Callable, x, sigma, *, sigma_min: float, sigma_data: float,
                          time_scale: float = 250.0):
   """f(x, sigma) of `network(net_x, net_t) -> F` for per-example sigma [B] (or a scalar)."""
-  sigma = jnp.broadcast_to(jnp.asarray(sigma, jnp.float32).reshape(-1) if jnp.ndim(sigma) else
-                           jnp.asarray(sigma, jnp.float32), (x.shape[0],))
+  sigma = per_example(jnp.asarray(sigma, jnp.float32), x.shape[0])
   s = sigma.reshape((-1,) + (1,) * (x.ndim - 1))
   c_skip, c_out, c_in = scalings(s, sigma_min, sigma_data)
   return c_skip * x + c_out * network(c_in * x, time_scale * jnp.log(sigma))

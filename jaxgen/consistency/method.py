@@ -27,7 +27,8 @@ from jaxgen import method as method_lib
 from jaxgen.consistency import core
 from jaxgen.errors import ConfigError
 from jaxgen.nn import backbone
-from jaxgen.samplers import grids
+from jaxgen.samplers import adapters, grids
+from jaxgen.samplers.core import call_x0
 from jaxgen.samplers import registry as sampler_registry
 
 MODES = ("distillation", "training")
@@ -195,7 +196,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     teacher = None
     if teacher_method is not None:
       teacher = teacher_method.denoiser(mutable["teacher"], {})
-      teacher = _x0_only(teacher)
+      teacher = _x0_only(teacher)  # a teacher may return a Prediction
     value, aux = core.consistency_loss(
         lambda x, s, k: f(params, x, s, k, True),
         lambda x, s, k: f(jax.lax.stop_gradient(target_params), x, s, k, True),
@@ -229,7 +230,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
         steps, c.sigma_min, c.sigma_max, c.rho)
     denoise = denoiser(params, None)
     if smp.clip_x0 and field == "image":
-      denoise = _clipped(denoise)
+      denoise = adapters.clip_x0(denoise)
     noise_key, step_key = jax.random.split(key)
     noise = sigmas[0] * jax.random.normal(noise_key, (num,) + shape, jnp.float32)
     options = {"sigma_min": c.sigma_min} if name == "consistency" else {}
@@ -252,12 +253,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
 
 
 def _x0_only(denoise):
-  from jaxgen.samplers.core import call_x0
   return lambda x, sigma: call_x0(denoise, x, sigma, None)
-
-
-def _clipped(denoise):
-  return lambda x, sigma, **extra: jnp.clip(denoise(x, sigma, **extra), -1.0, 1.0)
 
 
 method_lib.register("consistency", build, validate)
