@@ -160,7 +160,6 @@ def flow_teacher(tiny_flow_run):
 
 
 def test_distillation_run_holds_the_frozen_teacher_and_resumes(flow_teacher, tmp_path):
-  from jaxgen.train.loop import Trainer
   from jaxgen.train.runs import restore_run
   args = ["--config.consistency.mode=distillation", f"--config.consistency.teacher={flow_teacher}",
           "--config.consistency.curriculum=fixed", "--config.consistency.target_ema=0.95"]

@@ -3,7 +3,6 @@
 (deterministic, device-count invariant, resumable)."""
 
 import math
-import pathlib
 
 import jax
 import jax.numpy as jnp
