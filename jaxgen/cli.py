@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
                                            "and a PNG strip beside it (same name, .png)")
   sample.add_argument("--trajectory-frames", type=int, default=40,
                       help="about this many frames in the GIF")
+  sample.add_argument("--interpolate", type=int, metavar="COLS",
+                      help="GANs: a latent interpolation grid instead, --num / COLS rows of COLS "
+                           "images, each row a path between two latents")
   add_sampling_arguments(sample)
 
   ev = sub.add_parser("eval", help="metrics of WORKDIR's latest checkpoint (or of an npz of samples)")
@@ -153,13 +156,17 @@ def add_sampling_arguments(parser) -> None:
                       help="noise of ddim / euler_ancestral / dpmpp_*_sde (default: the config's sample.eta)")
   parser.add_argument("--labels", help="comma-separated class labels, each for an equal block of "
                                        "the samples (default: every class in turn)")
+  parser.add_argument("--truncation", type=float,
+                      help="StyleGAN's truncation psi (default: the config's sample.truncation)")
 
 
 def sampling_kwargs(args, num: int) -> dict:
   """The keyword arguments of Method.sample that the command line sets."""
   import jax.numpy as jnp
-  kwargs = {k: getattr(args, k) for k in ("sampler", "steps", "guidance", "eta", "grid")
+  kwargs = {k: getattr(args, k) for k in ("sampler", "steps", "guidance", "eta", "grid", "truncation")
             if getattr(args, k) is not None}
+  if "truncation" in kwargs and not is_gan_args(args):
+    raise ConfigError("--truncation is StyleGAN's; this run's method samples without it.")
   if args.labels:
     try:
       labels = [int(v) for v in args.labels.split(",")]
@@ -167,6 +174,34 @@ def sampling_kwargs(args, num: int) -> dict:
       raise ConfigError(f"--labels takes comma-separated integers, not '{args.labels}'.") from None
     kwargs["labels"] = jnp.asarray([labels[i * len(labels) // num] for i in range(num)], jnp.int32)
   return kwargs
+
+
+def is_gan_args(args) -> bool:
+  """Whether the run that --workdir names trained a GAN (its saved config says)."""
+  workdir = getattr(args, "workdir", None)
+  if not workdir:
+    return False
+  config_file = pathlib.Path(workdir) / "config.json"
+  return config_file.is_file() and json.loads(config_file.read_text()).get("method") == "gan"
+
+
+def write_interpolation(args, trainer, state, params, step, kwargs) -> int:
+  import jax
+  from jaxgen import images
+  from jaxgen.train.loop import to_host
+  method = trainer.method
+  cols = args.interpolate
+  if method.interpolate is None:
+    raise ConfigError(f"--interpolate: method '{method.name}' has no latent interpolation.")
+  if cols < 2 or args.num % cols:
+    raise ConfigError(f"--interpolate COLS needs COLS >= 2 dividing --num ({args.num}), got {cols}.")
+  rows = args.num // cols
+  fn = jax.jit(lambda p, m, k: method.interpolate(p, m, k, rows, cols, **kwargs))
+  samples = to_host(fn(params, state.mutable, jax.random.PRNGKey(args.seed)))
+  images.save_grid(samples, args.out, nrow=cols)
+  print(f"Wrote a {rows} x {cols} latent interpolation grid from step {step} ({args.params} params, "
+        f"seed {args.seed}) to {args.out}.")
+  return 0
 
 
 def cmd_sample(args, overrides) -> int:
@@ -178,7 +213,12 @@ def cmd_sample(args, overrides) -> int:
     raise ConfigError(f"jaxgen sample takes no config overrides, got {overrides[0]}.")
   trainer, state, params, step = restore_run(args.workdir, args.params)
   kwargs = sampling_kwargs(args, args.num)
+  if args.interpolate is not None:
+    return write_interpolation(args, trainer, state, params, step, kwargs)
   config = trainer.config
+  if args.trajectory and config.method == "gan":
+    raise ConfigError("--trajectory: a GAN draws a sample in one generator call, with no "
+                      "trajectory; use --interpolate COLS for a latent interpolation grid.")
   if args.trajectory:
     steps = args.steps or config.sample.get("steps", 0) or config.diffusion.num_timesteps
     kwargs["trajectory_every"] = max(1, steps // max(1, args.trajectory_frames))

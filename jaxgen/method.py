@@ -18,7 +18,14 @@ A method is a backbone plus:
   scratch (never on resume), to replace freshly initialised variables with trained ones (a reflow
   or distillation student starting from its teacher, a frozen teacher held as a collection);
 - optionally `post_update(params, mutable) -> mutable`: applied inside the compiled step after the
-  optimizer update, with the new parameters (e.g. a consistency model's EMA target network).
+  optimizer update, with the new parameters (e.g. a consistency model's EMA target network);
+- optionally `update(params, opt_state, mutable, batch, key, step) -> (params, opt_state, mutable,
+  metrics)` with its `optimizer` (whose init makes opt_state): a method whose step is not one
+  gradient step of one loss (a GAN's two players) supplies the whole optimizer step; the engine
+  still derives the key, keeps the EMA, scans, shards, checkpoints and logs. metrics must hold
+  'loss' (checked for finiteness) and 'grad_norm';
+- optionally `interpolate(params, mutable, key, rows, cols, **options) -> rows * cols samples`:
+  each row a path between two latents.
 The engine (jaxgen.train) knows nothing else about the method.
 """
 
@@ -45,6 +52,9 @@ class Method:
   sigma_range: tuple[float, float] = (0.0, float("inf"))
   warm_start: Callable | None = None
   post_update: Callable | None = None
+  update: Callable | None = None
+  optimizer: Any = None  # optax.GradientTransformation of a method with its own update
+  interpolate: Callable | None = None
 
 
 def pure_loss(loss: Callable) -> Callable:
@@ -66,6 +76,7 @@ def _lookup(name: str):
   import jaxgen.consistency.method  # noqa: F401  (registers "consistency")
   import jaxgen.diffusion.method  # noqa: F401  (registers "ddpm")
   import jaxgen.flow.method  # noqa: F401  (registers "rectified_flow")
+  import jaxgen.gan.method  # noqa: F401  (registers "gan")
   if name not in _BUILDERS:
     raise ConfigError(f"Unknown method '{name}'. Set 'method' to one of {', '.join(sorted(_BUILDERS))}.")
   return _BUILDERS[name]

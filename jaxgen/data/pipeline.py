@@ -65,7 +65,7 @@ def make_source(cfg: ml_collections.ConfigDict, split: str | None = None):
         name, data_dir(cfg), image_size=cfg.get("generate_size", 32) or 32,
         num=cfg.get("num_examples", 0), seed=cfg.get("dataset_seed", 0),
         variant=cfg.get("variant", "ring8"))
-    return builder.as_data_source(split=split)
+    return InMemorySource(builder.as_data_source(split=split))
   if name == "tfds":
     return tfds_store.prepared_source(cfg.tfds_name, split, data_dir(cfg))
   if name == "folder":
@@ -74,6 +74,29 @@ def make_source(cfg: ml_collections.ConfigDict, split: str | None = None):
     return couplings.CouplingSource(cfg.path)
   raise DataError(f"Unknown dataset '{name}'. Set data.name to one of digits, shapes, toy2d, "
                   "tfds (with data.tfds_name), folder (with data.path) or couplings (with data.path).")
+
+
+class InMemorySource:
+  """A small random-access source read once into NumPy arrays (the builtin datasets: at most tens
+  of MB). Reading a TFDS array_record source one record at a time costs about 0.3 ms a record here,
+  which starved a 2D GAN's training step; a bulk read costs 30 us a record, once, and the records
+  served afterwards are the same, in the same order."""
+
+  def __init__(self, source, chunk: int = 10000):
+    n = len(source)
+    columns: dict[str, list] = {}
+    for start in range(0, n, chunk):
+      for record in source.__getitems__(list(range(start, min(start + chunk, n)))):
+        for k, v in record.items():
+          columns.setdefault(k, []).append(v)
+    self._columns = {k: np.asarray(v) for k, v in columns.items()}
+    self._len = n
+
+  def __len__(self) -> int:
+    return self._len
+
+  def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    return {k: v[index] for k, v in self._columns.items()}
 
 
 class Preprocess(grain.transforms.Map):

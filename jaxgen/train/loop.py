@@ -70,9 +70,17 @@ class Trainer:
     validate(config, self.mesh.size)
     self.method: Method = build_method(config)
     t = config.train
-    self.optimizer, self.lr_schedule = make_optimizer(config.optimizer, t.steps)
     self.is_main = jax.process_index() == 0
     self.progress = progress
+    if self.method.update is not None:  # the method's own optimizer step (a GAN's two players)
+      if t.grad_accum_steps != 1:
+        raise ConfigError(f"Config key 'train.grad_accum_steps' must be 1 for method "
+                          f"'{self.method.name}', whose step is its own.")
+      self.optimizer = self.method.optimizer
+      self.update = step_lib.build_method_update(self.method.update, ema_decay=t.ema_decay,
+                                                 post_update=self.method.post_update)
+      return
+    self.optimizer, self.lr_schedule = make_optimizer(config.optimizer, t.steps)
     self.update = step_lib.build_update(self.method.loss, self.optimizer, self.lr_schedule,
                                         ema_decay=t.ema_decay, grad_accum_steps=t.grad_accum_steps,
                                         post_update=self.method.post_update)

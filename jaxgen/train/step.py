@@ -81,13 +81,32 @@ def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
     grad_norm = optax.global_norm(grads)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
-    if post_update is not None:
-      mutable = post_update(params, mutable)
     metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr_schedule(state.step), **aux}
-    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              ema_params=ema, mutable=mutable)
-    return new_state, metrics
+    return _advance(state, params, opt_state, mutable, metrics, ema_decay, post_update)
+
+  return update
+
+
+def _advance(state: TrainState, params, opt_state, mutable, metrics, ema_decay: float,
+             post_update: Callable | None):
+  """The state after an optimizer step: EMA, the method's post-update hook, step + 1."""
+  ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
+  if post_update is not None:
+    mutable = post_update(params, mutable)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
+                       mutable=mutable), metrics
+
+
+def build_method_update(method_update: Callable, *, ema_decay: float = 0.0,
+                        post_update: Callable | None = None) -> Callable:
+  """(state, batch) -> (state, metrics) around a method's own optimizer step
+  `method_update(params, opt_state, mutable, batch, key, step)` (a GAN's two players): the same
+  keys, EMA and hook as `build_update`."""
+  def update(state: TrainState, batch):
+    step_key = jax.random.fold_in(state.key, state.step)
+    params, opt_state, mutable, metrics = method_update(state.params, state.opt_state, state.mutable,
+                                                        batch, step_key, state.step)
+    return _advance(state, params, opt_state, mutable, metrics, ema_decay, post_update)
 
   return update
 

@@ -1,0 +1,192 @@
+"""The mode-collapse benchmark (PacGAN, Lin et al. 2018, Table 1): GAN variants on the ring of 8
+Gaussians and the 5x5 grid, several seeds each, judged by modes captured, percent high-quality
+samples and reverse KL on 2500 samples (jaxgen.metrics.modes), reported as mean +- standard error.
+
+    python experiments/gan_mode_collapse.py --root runs/mode_collapse [--datasets ring8,grid25]
+        [--seeds 5] [--variants vanilla,non_saturating,...] [--steps 3000]
+
+Every run is experiments/gan_mixture2d.py with the variant's overrides, trained by the engine in
+this process (jaxgen.train.loop.Trainer: the same step `jaxgen train` runs). Results go to
+ROOT/<dataset>/<variant>/seed<k>.json with the samples beside them (.npy); a rerun skips finished
+runs, so the script can be stopped and restarted, and seeds are run round-robin over the variants
+so a partial run is balanced. At the end it prints the markdown table and writes
+ROOT/<dataset>_scatter.png (real data and seed 0's samples, one panel per variant).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+# name -> config overrides (on top of --steps, the seed and the dataset). WGAN-GP's critic takes 5
+# steps per generator step, each on its own share of the batch: the batch is 5x so that every
+# player's step sees 100 examples, as in the other variants.
+VARIANTS = {
+    "vanilla": {"gan.objective": "minimax"},
+    "non_saturating": {},
+    "wgan_gp": {"gan.objective": "wgan_gp", "gan.gp_weight": 10.0, "gan.n_critic": 5,
+                "train.batch_size": 500},
+    "unrolled5": {"gan.unrolled_steps": 5},
+    "minibatch_disc": {"model.minibatch_kernels": 50, "model.minibatch_kernel_dim": 5},
+    "pacgan2": {"gan.pack": 2, "train.batch_size": 200},
+    "pacgan3": {"gan.pack": 3, "train.batch_size": 300},
+    "pacgan4": {"gan.pack": 4, "train.batch_size": 400},
+}
+LABELS = {"vanilla": "GAN (minimax)", "non_saturating": "GAN (non-saturating)", "wgan_gp": "WGAN-GP",
+          "unrolled5": "Unrolled GAN (5 steps)", "minibatch_disc": "Minibatch discrimination",
+          "pacgan2": "PacGAN2", "pacgan3": "PacGAN3", "pacgan4": "PacGAN4"}
+# PacGAN's Table 1 (Lin et al. 2018): modes captured / percent high-quality / reverse KL.
+PUBLISHED = {
+    "ring8": {"vanilla": (6.3, 98.2, 0.45), "pacgan2": (7.9, 95.6, 0.07), "pacgan3": (7.8, 97.7, 0.10),
+              "pacgan4": (7.8, 95.9, 0.07)},
+    "grid25": {"vanilla": (17.3, 94.8, 0.70), "pacgan2": (23.8, 91.3, 0.13),
+               "pacgan3": (24.6, 94.2, 0.06), "pacgan4": (24.8, 93.6, 0.04)},
+}
+NUM_SAMPLES = 2500
+
+
+def run_one(dataset: str, variant: str, seed: int, steps: int, root: pathlib.Path) -> dict:
+  import jax
+  from jaxgen.config import apply_overrides, load_config_file
+  from jaxgen.data import builtin
+  from jaxgen.metrics import modes
+  from jaxgen.train.loop import Trainer
+  out = root / dataset / variant
+  result_path = out / f"seed{seed}.json"
+  if result_path.exists():
+    return json.loads(result_path.read_text())
+  config = load_config_file(HERE / "gan_mixture2d.py")
+  overrides = {"seed": seed, "data.variant": dataset, "train.steps": steps,
+               "train.checkpoint_every": steps, "train.batch_size": 100, **VARIANTS[variant]}
+  apply_overrides(config, overrides)
+  workdir = out / f"seed{seed}_run"
+  shutil.rmtree(workdir, ignore_errors=True)  # an unfinished run starts over (no partial results)
+  t0 = time.perf_counter()
+  trainer = Trainer(config, workdir, progress=False)
+  run = trainer.run()
+  seconds = time.perf_counter() - t0
+  state = trainer.state
+  samples = np.asarray(jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, NUM_SAMPLES))(
+      state.params, state.mutable, jax.random.PRNGKey(1000 + seed)))
+  r = modes.mode_coverage(samples, builtin.toy2d_mode_centres(dataset), builtin.toy2d_mode_std(dataset))
+  result = {"dataset": dataset, "variant": variant, "seed": seed, "steps": steps,
+            "overrides": {k: v for k, v in overrides.items()}, "modes": r.modes_captured,
+            "num_modes": r.num_modes, "high_quality": r.high_quality_percent,
+            "reverse_kl": r.reverse_kl, "histogram": list(r.histogram), "train_seconds": round(seconds, 1),
+            "final_metrics": run.last_metrics}
+  np.save(out / f"seed{seed}_samples.npy", samples.astype(np.float32))
+  result_path.write_text(json.dumps(result, indent=1) + "\n")
+  shutil.rmtree(workdir, ignore_errors=True)  # the checkpoint is not needed (the samples are kept)
+  return result
+
+
+def mean_se(values) -> tuple[float, float]:
+  v = np.asarray(values, np.float64)
+  finite = v[np.isfinite(v)]
+  if len(finite) == 0:
+    return float("inf"), 0.0
+  se = float(np.std(finite, ddof=1) / np.sqrt(len(finite))) if len(finite) > 1 else 0.0
+  return float(np.mean(finite)), se
+
+
+def table(dataset: str, results: list[dict]) -> str:
+  rows = [f"| {dataset} variant | seeds | modes (of {results[0]['num_modes']}) | high quality % | "
+          "reverse KL | PacGAN Table 1 | train s |", "|---|---|---|---|---|---|---|"]
+  for variant in VARIANTS:
+    rs = [r for r in results if r["variant"] == variant]
+    if not rs:
+      continue
+    m, hq, kl = (mean_se([r[k] for r in rs]) for k in ("modes", "high_quality", "reverse_kl"))
+    inf = sum(not np.isfinite(r["reverse_kl"]) for r in rs)
+    kl_text = f"{kl[0]:.3f} +- {kl[1]:.3f}" + (f" ({inf} runs inf)" if inf else "")
+    pub = PUBLISHED.get(dataset, {}).get(variant)
+    pub_text = f"{pub[0]} / {pub[1]}% / {pub[2]}" if pub else ""
+    rows.append(f"| {LABELS[variant]} | {len(rs)} | {m[0]:.1f} +- {m[1]:.1f} | {hq[0]:.1f} +- {hq[1]:.1f} | "
+                f"{kl_text} | {pub_text} | {np.median([r['train_seconds'] for r in rs]):.0f} |")
+  return "\n".join(rows)
+
+
+def scatter(dataset: str, root: pathlib.Path, variants: list[str]) -> pathlib.Path | None:
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from jaxgen.data import builtin
+  centres = builtin.toy2d_mode_centres(dataset)
+  std = builtin.toy2d_mode_std(dataset)
+  rng = np.random.default_rng(0)
+  real = centres[rng.integers(len(centres), size=NUM_SAMPLES)] + std * rng.normal(size=(NUM_SAMPLES, 2))
+  panels = [(v, root / dataset / v / "seed0_samples.npy") for v in variants]
+  panels = [(v, p) for v, p in panels if p.exists()]
+  if not panels:
+    return None
+  cols = 3
+  rows = -(-(len(panels) + 1) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+  lim = 1.5 if dataset == "ring8" else 5.5
+  for ax in axes.flat:
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+  axes.flat[0].scatter(real[:, 0], real[:, 1], s=1, c="tab:blue")
+  axes.flat[0].set_title("real data", fontsize=9)
+  for ax, (v, path) in zip(list(axes.flat)[1:], panels):
+    x = np.load(path)
+    r = json.loads((path.parent / "seed0.json").read_text())
+    ax.scatter(real[:, 0], real[:, 1], s=1, c="lightgrey")
+    ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red")
+    ax.set_title(f"{LABELS[v]}\n{r['modes']}/{r['num_modes']} modes, {r['high_quality']:.0f}% HQ", fontsize=8)
+  for ax in list(axes.flat)[len(panels) + 1:]:
+    ax.axis("off")
+  fig.tight_layout()
+  path = root / f"{dataset}_scatter.png"
+  fig.savefig(path, dpi=90)
+  plt.close(fig)
+  return path
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--root", required=True)
+  p.add_argument("--datasets", default="ring8,grid25")
+  p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--seeds", type=int, default=5)
+  p.add_argument("--steps", type=int, default=3000)
+  p.add_argument("--report-only", action="store_true", help="only print the table and draw the plots")
+  args = p.parse_args(argv)
+  root = pathlib.Path(args.root)
+  datasets = [d for d in args.datasets.split(",") if d]
+  variants = [v for v in args.variants.split(",") if v]
+  for v in variants:
+    if v not in VARIANTS:
+      p.error(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
+  if not args.report_only:
+    for dataset in datasets:
+      for seed in range(args.seeds):
+        for variant in variants:
+          r = run_one(dataset, variant, seed, args.steps, root)
+          print(f"{dataset} {variant} seed {seed}: {r['modes']}/{r['num_modes']} modes, "
+                f"{r['high_quality']:.1f}% HQ, KL {r['reverse_kl']:.3f} ({r['train_seconds']} s)",
+                flush=True)
+  for dataset in datasets:
+    results = [json.loads(f.read_text()) for v in variants
+               for f in sorted((root / dataset / v).glob("seed*.json"))]
+    if results:
+      print(table(dataset, results) + "\n")
+      picture = scatter(dataset, root, variants)
+      if picture:
+        print(f"wrote {picture}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,350 @@
+"""GANs as a method of the training engine: the networks a config names, the two-player update
+(jaxgen.gan.step) in place of the engine's single-loss step, and sampling from the generator.
+
+Config sections:
+- `model` (`model_config`): `name` the generator (mlp | dcgan | stylegan), `discriminator`
+  (mlp | dcgan | patchgan | stylegan), their sizes, and the discriminator's stabilisers (spectral
+  norm, minibatch stddev, minibatch discrimination); StyleGAN's mapping, mixing, truncation cutoff
+  and progressive growing.
+- `gan` (`gan_config`): the objective, penalties (WGAN-GP, R1), weight clipping, n_critic,
+  unrolled steps, PacGAN packing, latent size.
+- `optimizer` (the generator's) and `d_optimizer` (the discriminator's; TTUR when they differ).
+- `sample` (`sample_config`): truncation psi, and which BatchNorm statistics the generator samples
+  with (running averages, or those of the sampled batch).
+The train state holds params {'generator', 'discriminator'}, one optimizer state per player, and
+the networks' collections under mutable['generator'] / ['discriminator'] (BatchNorm statistics,
+spectral-norm vectors, StyleGAN's running mean of w). `train.ema_decay` keeps an EMA of the
+generator (and, unused, of the discriminator); sampling uses the EMA generator by default.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+from jaxgen import config as config_lib
+from jaxgen import method as method_lib
+from jaxgen.errors import ConfigError
+from jaxgen.gan import losses
+from jaxgen.gan.step import Players, Settings, build_two_player_update
+from jaxgen.nn import backbone, gan as gan_nets, stylegan
+from jaxgen.samplers.inversion import slerp
+from jaxgen.train.optim import make_optimizer
+
+GENERATORS = ("mlp", "dcgan", "stylegan")
+DISCRIMINATORS = ("mlp", "dcgan", "patchgan", "stylegan")
+
+
+def gan_config(**values) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict({
+      "objective": "non_saturating",  # minimax | non_saturating | least_squares | hinge | wasserstein | wgan_gp
+      "latent_dim": 100,              # z ~ N(0, I) of this size
+      "n_critic": 1,                  # discriminator steps per generator step
+      "unrolled_steps": 0,            # > 0: the generator's loss through k unrolled D updates
+      "pack": 1,                      # PacGAN: the discriminator judges m examples jointly
+      "gp_weight": 0.0,               # WGAN-GP's lambda (10)
+      "r1_gamma": 0.0,                # R1's gamma (StyleGAN: 10)
+      "weight_clip": 0.0,             # WGAN: clip critic parameters to [-c, c] (0.01)
+  })
+  c.update(values)
+  return c
+
+
+def model_config(**values) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict({
+      "name": "dcgan",                # the generator: mlp | dcgan | stylegan
+      "discriminator": "dcgan",       # mlp | dcgan | patchgan | stylegan
+      # mlp (PacGAN's 2D networks)
+      "g_hidden": 400, "g_depth": 4,
+      "d_hidden": 200, "d_pieces": 5, "d_depth": 3,
+      # dcgan / patchgan / stylegan widths: channels at full resolution (doubling as it halves)
+      "g_ch": 64, "d_ch": 64, "max_ch": 512,
+      "g_norm": "batch",              # dcgan / mlp generator: batch | none
+      "d_norm": "batch",              # dcgan / patchgan discriminator: none | batch | layer | instance
+      "patch_layers": 3,              # patchgan: stride-2 layers (3: the 70x70 PatchGAN)
+      # discriminator stabilisers
+      "spectral_norm": False,
+      "minibatch_std_group": 0,       # > 0: minibatch stddev over groups of this size
+      "minibatch_kernels": 0,         # > 0: minibatch discrimination with this many kernels
+      "minibatch_kernel_dim": 5,
+      # stylegan
+      "w_dim": 512, "mapping_depth": 8, "mixing_prob": 0.9, "w_avg_decay": 0.995,
+      "truncation_cutoff": 0,         # truncate the first k layers' styles (0: all)
+      "progressive": False,           # progressive growing from 4x4
+      "progressive_steps": 1000,      # steps per phase (each level: fade in, then stable)
+      "conv_impl": "auto",
+  })
+  c.update(values)
+  return c
+
+
+def sample_config(**values) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict({
+      "truncation": 1.0,              # StyleGAN's psi (1: no truncation)
+      "batch_norm": "running",        # running | batch: the generator's BatchNorm statistics
+  })
+  c.update(values)
+  return c
+
+
+def _sections(config):
+  return (config_lib.section(config, "gan", gan_config), config_lib.section(config, "model", model_config),
+          config_lib.section(config, "sample", sample_config))
+
+
+def _require(cond, message):
+  if not cond:
+    raise ConfigError(message)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+  g, m, smp = _sections(config)
+  points = backbone.is_points(config)
+  _require(m.name in GENERATORS, f"Config key 'model.name' (the generator) must be one of "
+           f"{', '.join(GENERATORS)}, not '{m.name}'.")
+  _require(m.discriminator in DISCRIMINATORS, f"Config key 'model.discriminator' must be one of "
+           f"{', '.join(DISCRIMINATORS)}, not '{m.discriminator}'.")
+  if points:
+    _require(m.name == "mlp" and m.discriminator == "mlp", "2D data (data.name=toy2d) takes the MLP "
+             "networks: set model.name=mlp and model.discriminator=mlp.")
+  else:
+    _require("mlp" not in (m.name, m.discriminator), "Config keys 'model.name' / "
+             "'model.discriminator': the MLP networks are for 2D points; images take dcgan, "
+             "patchgan or stylegan.")
+    try:
+      gan_nets.resolution_levels(config.data.image_size)
+    except ValueError as e:
+      raise ConfigError(f"Config key 'data.image_size': {e}.") from None
+    if m.discriminator == "patchgan":
+      _require(1 <= m.patch_layers and config.data.image_size // 2 ** m.patch_layers >= 1,
+               f"Config key 'model.patch_layers' ({m.patch_layers}) must be >= 1 and leave at "
+               f"least one patch of the {config.data.image_size}px image.")
+  _require(g.objective in losses.OBJECTIVES, f"Config key 'gan.objective' must be one of "
+           f"{', '.join(losses.OBJECTIVES)}, not '{g.objective}'.")
+  for key in ("latent_dim", "n_critic", "pack"):
+    _require(isinstance(g[key], int) and g[key] >= 1, f"Config key 'gan.{key}' must be an integer "
+             f">= 1, got {g[key]!r}.")
+  _require(g.unrolled_steps >= 0, f"Config key 'gan.unrolled_steps' must be >= 0, got {g.unrolled_steps}.")
+  for key in ("gp_weight", "r1_gamma", "weight_clip"):
+    _require(g[key] >= 0, f"Config key 'gan.{key}' must be >= 0, got {g[key]}.")
+  if g.objective == "wgan_gp":
+    _require(g.gp_weight > 0, "Config key 'gan.gp_weight' is 0 with objective wgan_gp: WGAN-GP "
+             "needs its gradient penalty (the paper's lambda is 10).")
+  if g.objective == "wasserstein":
+    _require(g.weight_clip > 0 or m.spectral_norm or g.gp_weight > 0, "The wasserstein objective "
+             "needs a Lipschitz critic: set gan.weight_clip (WGAN: 0.01), model.spectral_norm=true, "
+             "or use objective wgan_gp.")
+  penalised = g.gp_weight > 0 or g.r1_gamma > 0
+  uses_bn = m.discriminator in ("dcgan", "patchgan") and m.d_norm == "batch"
+  _require(not (penalised and uses_bn), "Config key 'model.d_norm' is 'batch' with a gradient "
+           "penalty: the penalty is a per-example gradient norm, which batch normalisation breaks "
+           "(Gulrajani et al. 2017, sec. 4). Set model.d_norm to layer, instance or none.")
+  _require(m.g_norm in ("batch", "none"), f"Config key 'model.g_norm' must be batch or none, not '{m.g_norm}'.")
+  _require(m.d_norm in gan_nets.NORMS, f"Config key 'model.d_norm' must be one of "
+           f"{', '.join(gan_nets.NORMS)}, not '{m.d_norm}'.")
+  if m.name == "stylegan" or m.discriminator == "stylegan" or m.progressive:
+    _require(not m.progressive or (m.name == "stylegan" and m.discriminator == "stylegan"),
+             "Config key 'model.progressive' needs the StyleGAN generator and discriminator "
+             "(model.name=stylegan, model.discriminator=stylegan).")
+    _require(m.progressive_steps >= 1, "Config key 'model.progressive_steps' must be >= 1.")
+    _require(0 <= m.mixing_prob <= 1 and 0 <= m.w_avg_decay < 1, "Config keys "
+             "'model.mixing_prob' (in [0, 1]) and 'model.w_avg_decay' (in [0, 1)) are invalid.")
+  if m.discriminator == "stylegan":
+    _require(not m.spectral_norm and not m.minibatch_kernels, "The StyleGAN discriminator has "
+             "its own minibatch stddev and equalised learning rate: set model.spectral_norm=false "
+             "and model.minibatch_kernels=0.")
+  _require(smp.batch_norm in ("running", "batch"), f"Config key 'sample.batch_norm' must be running "
+           f"or batch, not '{smp.batch_norm}'.")
+  _require(smp.truncation >= 0, f"Config key 'sample.truncation' must be >= 0, got {smp.truncation}.")
+  t = config.train
+  _require(t.get("grad_accum_steps", 1) == 1, "Config key 'train.grad_accum_steps' must be 1 for a "
+           "GAN: each player's step needs its opponent's latest parameters. Use gan.n_critic to "
+           "split a large batch over several discriminator steps.")
+  _require(t.batch_size % g.n_critic == 0, f"Config key 'train.batch_size' ({t.batch_size}) must "
+           f"be a multiple of gan.n_critic ({g.n_critic}): each critic step takes one share.")
+  micro = t.batch_size // g.n_critic
+  _require(micro % g.pack == 0, f"Each player's batch ({micro} = train.batch_size / gan.n_critic) "
+           f"must be a multiple of gan.pack ({g.pack}).")
+  group = m.minibatch_std_group or (4 if m.discriminator == "stylegan" else 0)
+  if group:
+    _require((micro // g.pack) % min(group, micro // g.pack) == 0, f"The discriminator's batch "
+             f"({micro // g.pack}) must be a multiple of the minibatch stddev group ({group}).")
+  d_opt = config.get("d_optimizer", None)
+  _require(d_opt is None or "lr" in d_opt, "Config section 'd_optimizer' needs 'lr' (it is a full "
+           "optimizer section like 'optimizer').")
+
+
+def _networks(config, g, m):
+  shape = backbone.data_shape(config)
+  if backbone.is_points(config):
+    gen = gan_nets.MLPGenerator(out_dim=shape[-1], hidden=m.g_hidden, depth=m.g_depth,
+                                batch_norm=m.g_norm == "batch")
+    disc = gan_nets.MLPDiscriminator(hidden=m.d_hidden, pieces=m.d_pieces, depth=m.d_depth,
+                                     spectral_norm=m.spectral_norm,
+                                     minibatch_kernels=m.minibatch_kernels,
+                                     minibatch_kernel_dim=m.minibatch_kernel_dim)
+    return gen, disc
+  size, channels = config.data.image_size, config.data.channels
+  if m.name == "dcgan":
+    gen = gan_nets.DCGANGenerator(image_size=size, channels=channels, base_ch=m.g_ch, norm=m.g_norm)
+  else:
+    gen = stylegan.StyleGANGenerator(image_size=size, channels=channels, z_dim=g.latent_dim,
+                                     w_dim=m.w_dim, mapping_depth=m.mapping_depth, base_ch=m.g_ch,
+                                     max_ch=m.max_ch, mixing_prob=m.mixing_prob,
+                                     w_avg_decay=m.w_avg_decay, truncation_cutoff=m.truncation_cutoff,
+                                     progressive=m.progressive, conv_impl=m.conv_impl)
+  if m.discriminator == "dcgan":
+    disc = gan_nets.DCGANDiscriminator(image_size=size, base_ch=m.d_ch, norm=m.d_norm,
+                                       spectral_norm=m.spectral_norm,
+                                       minibatch_std_group=m.minibatch_std_group,
+                                       minibatch_kernels=m.minibatch_kernels,
+                                       minibatch_kernel_dim=m.minibatch_kernel_dim,
+                                       conv_impl=m.conv_impl)
+  elif m.discriminator == "patchgan":
+    disc = gan_nets.PatchGANDiscriminator(base_ch=m.d_ch, num_layers=m.patch_layers, norm=m.d_norm,
+                                          spectral_norm=m.spectral_norm, conv_impl=m.conv_impl)
+  else:
+    disc = stylegan.StyleGANDiscriminator(image_size=size, base_ch=m.d_ch, max_ch=m.max_ch,
+                                          minibatch_std_group=m.minibatch_std_group or 4,
+                                          progressive=m.progressive, conv_impl=m.conv_impl)
+  return gen, disc
+
+
+def pack_examples(x: jax.Array, m: int) -> jax.Array:
+  """PacGAN: [B, ..., C] -> [B / m, ..., m C], consecutive examples concatenated on the last axis."""
+  if m == 1:
+    return x
+  b = x.shape[0]
+  y = x.reshape((b // m, m) + x.shape[1:])
+  y = jnp.moveaxis(y, 1, -2)
+  return y.reshape(y.shape[:-2] + (m * x.shape[-1],))
+
+
+def _apply(module, variables_state, params, *args, **kwargs):
+  """module.apply in training mode, returning (output, updated collections)."""
+  names = list(variables_state)
+  out = module.apply({"params": params, **variables_state}, *args, mutable=names or False, **kwargs)
+  return out if names else (out, {})
+
+
+def build(config: ml_collections.ConfigDict) -> method_lib.Method:
+  g, m, smp = _sections(config)
+  shape = backbone.data_shape(config)
+  field = backbone.batch_field(config)
+  gen, disc = _networks(config, g, m)
+  is_style = m.name == "stylegan"
+  d_style = m.discriminator == "stylegan"
+  levels = gan_nets.resolution_levels(config.data.image_size) + 1 if not backbone.is_points(config) else 1
+  total = config.train.steps
+  g_tx, g_sched = make_optimizer(config.optimizer, total)
+  d_tx, d_sched = make_optimizer(config.get("d_optimizer", config.optimizer), total)
+
+  def latent(key, n):
+    return jax.random.normal(key, (n, g.latent_dim), jnp.float32)
+
+  def generator_kwargs(key, lod):
+    return {"key": key, "lod": lod} if is_style else {}
+
+  def generate(g_params, g_state, z, key, lod):
+    return _apply(gen, g_state, g_params, z, True, **generator_kwargs(key, lod))
+
+  def discriminate(d_params, d_state, x, lod):
+    return _apply(disc, d_state, d_params, x, True, **({"lod": lod} if d_style else {}))
+
+  def lod_of(step):
+    if not m.progressive:
+      return 0.0
+    return stylegan.lod_schedule(step, levels, m.progressive_steps)
+
+  def real_view(x, lod):
+    return stylegan.progressive_image(x, lod, levels) if m.progressive else x
+
+  players = Players(generate=generate, discriminate=discriminate,
+                    pack=lambda x: pack_examples(x, g.pack), latent=latent, real_view=real_view,
+                    lod=lod_of)
+  settings = Settings(objective=g.objective, n_critic=g.n_critic, unrolled_steps=g.unrolled_steps,
+                      gp_weight=g.gp_weight, r1_gamma=g.r1_gamma, weight_clip=g.weight_clip)
+  two_player = build_two_player_update(players, settings, g_tx, d_tx, field, (g_sched, d_sched))
+
+  def two_player_with_progress(params, opt_state, mutable, batch, key, step):
+    params, opt_state, mutable, metrics = two_player(params, opt_state, mutable, batch, key, step)
+    if m.progressive:  # the level of detail the next sample is drawn at
+      mutable = dict(mutable, lod=jnp.asarray(lod_of(step + 1), jnp.float32))
+    return params, opt_state, mutable, metrics
+
+  def init(key):
+    g_key, d_key = jax.random.split(key)
+    z = jnp.zeros((1, g.latent_dim), jnp.float32)
+    gv = gen.init({"params": g_key}, z, False)
+    x = pack_examples(jnp.zeros((g.pack,) + shape, jnp.float32), g.pack)
+    dv = disc.init({"params": d_key}, x, False)
+    split = lambda v: ({k: c for k, c in v.items() if k != "params"})
+    variables = {"params": {"generator": gv["params"], "discriminator": dv["params"]},
+                 "generator": split(gv), "discriminator": split(dv)}
+    if m.progressive:
+      variables["lod"] = jnp.float32(levels - 1)
+    return variables
+
+  def generator_output(params, mutable, z, key, truncation):
+    g_params, g_state = params["generator"], mutable["generator"]
+    if is_style:
+      lod = mutable.get("lod", 0.0)
+      return gen.apply({"params": g_params, **g_state}, z, False, key=key, lod=lod,
+                       truncation=truncation)
+    if smp.batch_norm == "batch" and "batch_stats" in g_state:
+      return _apply(gen, g_state, g_params, z, True)[0]
+    return gen.apply({"params": g_params, **g_state}, z, False)
+
+  def check_options(options):
+    given = {k: v for k, v in options.items() if v is not None and k != "trajectory_every"}
+    if given or options.get("trajectory_every"):
+      raise ConfigError(f"A GAN samples in one generator call: the options {', '.join(given) or 'trajectory'} "
+                        "(samplers, steps, guidance, labels, trajectories) do not apply. Use "
+                        "--truncation for StyleGAN.")
+
+  def resolve_truncation(truncation):
+    psi = smp.truncation if truncation is None else truncation
+    if not is_style and not (isinstance(psi, (int, float)) and psi == 1.0):
+      raise ConfigError("Truncation (--truncation / sample.truncation) is StyleGAN's trick "
+                        "(model.name=stylegan); other generators sample with 1.")
+    return psi
+
+  def sample(params, mutable, key, num, truncation=None, **options):
+    """num samples from latents drawn from key (the same key, the same samples)."""
+    check_options(options)
+    psi = resolve_truncation(truncation)
+    z_key, noise_key = jax.random.split(key)
+    return generator_output(params, mutable, latent(z_key, num), noise_key, psi)
+
+  def interpolate(params, mutable, key, rows, cols, truncation=None):
+    """rows x cols samples, row-major: each row slerps between two latents (Gaussian latents keep
+    their norm on the great circle; White 2016)."""
+    psi = resolve_truncation(truncation)
+    k0, k1, noise_key = jax.random.split(key, 3)
+    z0, z1 = latent(k0, rows), latent(k1, rows)
+    t = jnp.linspace(0.0, 1.0, cols)
+    z = jax.vmap(lambda ti: slerp(z0, z1, ti))(t)            # [cols, rows, latent]
+    z = jnp.swapaxes(z, 0, 1).reshape(rows * cols, g.latent_dim)
+    # One noise key for every image: along a row only the latent changes.
+    return generator_output(params, mutable, z, noise_key, psi)
+
+  joint = optax.GradientTransformation(
+      init=lambda p: {"generator": g_tx.init(p["generator"]), "discriminator": d_tx.init(p["discriminator"])},
+      update=_no_joint_update)
+  return method_lib.Method(name="gan", model=gen, init=init, loss=_no_single_loss, sample=sample,
+                           optimizer=joint, update=two_player_with_progress, interpolate=interpolate)
+
+
+def _no_single_loss(*args):
+  raise TypeError("A GAN has no single loss; the engine runs its two-player update (Method.update).")
+
+
+def _no_joint_update(*args):
+  raise TypeError("The GAN's players update separately, inside Method.update.")
+
+
+method_lib.register("gan", build, validate)

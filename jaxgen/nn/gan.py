@@ -1,0 +1,243 @@
+"""GAN networks (flax.linen): DCGAN generator and discriminator, PatchGAN, and PacGAN's MLPs for 2D
+data, with the discriminator-side stabilisers as layers (spectral normalisation on any layer,
+minibatch discrimination, minibatch standard deviation).
+
+Calling convention:
+- generators: `G(z, train) -> x` (images NHWC in [-1, 1] through tanh; points unbounded);
+- discriminators: `D(x, train) -> logits` of shape [B] (PatchGAN: [B, h, w], one logit a patch).
+Discriminators take packed inputs as they come (PacGAN: m examples concatenated along the last
+axis, done by the method), so `in_features` is whatever the packed input has.
+
+Collections: `batch_stats` (BatchNorm running statistics) and `spectral` (the power iteration's u
+vector and the last sigma per normalised weight). Spectral normalisation divides a layer's weight,
+reshaped to a matrix (fan-in x out), by its largest singular value estimated by power iteration
+(Miyato et al. 2018); the iteration advances only when the discriminator trains (update_stats).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgen.nn.layers import Conv2D
+
+SPECTRAL = "spectral"
+NORMS = ("none", "batch", "layer", "instance")
+
+
+def resolution_levels(image_size: int) -> int:
+  """Number of doublings from 4x4 to image_size (image_size = 4 * 2^k, k >= 1)."""
+  k = int(round(math.log2(image_size / 4))) if image_size >= 4 else -1
+  if k < 1 or 4 * 2 ** k != image_size:
+    raise ValueError(f"image size {image_size} must be 4 * 2^k with k >= 1 (8, 16, 32, 64, 128, 256)")
+  return k
+
+
+class Apply(nn.Module):
+  """Calls a layer, spectrally normalised when `spectral_norm` (u vectors in collection 'spectral')."""
+  layer: nn.Module
+  spectral_norm: bool = False
+  power_iterations: int = 1
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    if not self.spectral_norm:
+      return self.layer(x)
+    return nn.SpectralNorm(self.layer, n_steps=self.power_iterations, collection_name=SPECTRAL)(
+        x, update_stats=train)
+
+
+def normalise(kind: str, x: jax.Array, train: bool, name: str) -> jax.Array:
+  if kind == "none":
+    return x
+  if kind == "batch":
+    # DCGAN's settings: momentum 0.9 (TF's decay), eps 1e-5. Under a data-parallel jit the batch
+    # statistics are those of the global batch, so 1 and 8 devices compute the same thing.
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)(x)
+  if kind == "layer":
+    return nn.LayerNorm(name=name)(x)
+  if kind == "instance":
+    return nn.GroupNorm(num_groups=None, group_size=1, name=name)(x)
+  raise ValueError(f"unknown norm '{kind}'; choose from {', '.join(NORMS)}")
+
+
+class MinibatchDiscrimination(nn.Module):
+  """Salimans et al. 2016, sec. 3.2: features f [B, A] -> M = f T, [B, K, C]; for each kernel b,
+  o_b(x_i) = sum_j exp(-||M_ib - M_jb||_1) over the batch; returns [f, o] ([B, A + K]). The sum
+  includes j = i (a constant exp(0) = 1), as in the paper."""
+  num_kernels: int = 50
+  kernel_dim: int = 5
+
+  @nn.compact
+  def __call__(self, f: jax.Array) -> jax.Array:
+    t = self.param("T", nn.initializers.normal(0.1), (f.shape[-1], self.num_kernels * self.kernel_dim))
+    m = (f @ t).reshape(f.shape[0], self.num_kernels, self.kernel_dim)
+    l1 = jnp.sum(jnp.abs(m[:, None] - m[None, :]), axis=-1)  # [B, B, K]
+    return jnp.concatenate([f, jnp.sum(jnp.exp(-l1), axis=1)], axis=-1)
+
+
+def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:
+  """Karras et al. 2018 (ProGAN), sec. 3: the standard deviation of every feature over groups of
+  `group_size` consecutive examples, averaged to one value per group, appended as a feature map
+  (images [B, H, W, C] -> [B, H, W, C + 1]; vectors [B, A] -> [B, A + 1])."""
+  b = x.shape[0]
+  g = min(group_size, b)
+  if b % g:
+    raise ValueError(f"minibatch stddev: batch {b} is not a multiple of the group size {g}")
+  y = x.reshape((g, b // g) + x.shape[1:]).astype(jnp.float32)
+  std = jnp.sqrt(jnp.var(y, axis=0) + 1e-8)                      # [B/g, ...]
+  s = jnp.mean(std, axis=tuple(range(1, std.ndim)))              # [B/g]
+  s = jnp.tile(s, g)                                             # example i gets group i % (B/g)
+  s = jnp.broadcast_to(s.reshape((b,) + (1,) * (x.ndim - 1)), x.shape[:-1] + (1,))
+  return jnp.concatenate([x, s.astype(x.dtype)], axis=-1)
+
+
+# -- 2D data: PacGAN's networks ----------------------------------------------------------------------
+
+class MLPGenerator(nn.Module):
+  """z [B, latent] -> x [B, out_dim]: `depth` hidden layers of Dense-BatchNorm-ReLU (PacGAN's 2D
+  generator: 4 x 400), then a linear output."""
+  out_dim: int = 2
+  hidden: int = 400
+  depth: int = 4
+  batch_norm: bool = True
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+    h = z
+    for i in range(self.depth):
+      h = nn.Dense(self.hidden, name=f"dense{i}")(h)
+      if self.batch_norm:
+        h = normalise("batch", h, train, f"bn{i}")
+      h = nn.relu(h)
+    return nn.Dense(self.out_dim, name="dense_out")(h)
+
+
+class Maxout(nn.Module):
+  """A linear layer of units x pieces outputs, the max over each unit's pieces (Goodfellow et al. 2013)."""
+  units: int
+  pieces: int
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    y = Apply(nn.Dense(self.units * self.pieces, name="linear"), self.spectral_norm)(x, train)
+    return jnp.max(y.reshape(x.shape[:-1] + (self.units, self.pieces)), axis=-1)
+
+
+class MLPDiscriminator(nn.Module):
+  """x [B, in] -> logits [B]: `depth` maxout layers (PacGAN's 2D discriminator: 3 layers of 200
+  units x 5 pieces), optionally minibatch discrimination before the output layer."""
+  hidden: int = 200
+  pieces: int = 5
+  depth: int = 3
+  spectral_norm: bool = False
+  minibatch_kernels: int = 0  # > 0: minibatch discrimination with this many kernels
+  minibatch_kernel_dim: int = 5
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    h = x
+    for i in range(self.depth):
+      h = Maxout(self.hidden, self.pieces, self.spectral_norm, name=f"maxout{i}")(h, train)
+    if self.minibatch_kernels:
+      h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_kernel_dim, name="minibatch")(h)
+    return Apply(nn.Dense(1, name="dense_out"), self.spectral_norm)(h, train)[..., 0]
+
+
+# -- images: DCGAN and PatchGAN ----------------------------------------------------------------------
+
+class DCGANGenerator(nn.Module):
+  """Radford et al. 2016: z projected to a 4x4 map of base_ch * 2^(k-1) channels, then k - 1
+  transposed convolutions (4x4, stride 2) halving the channels while the resolution doubles, and a
+  last one to the image's channels; BatchNorm + ReLU between, tanh out."""
+  image_size: int = 32
+  channels: int = 3
+  base_ch: int = 64
+  norm: str = "batch"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
+    k = resolution_levels(self.image_size)
+    ch = self.base_ch * 2 ** (k - 1)
+    init = nn.initializers.normal(0.02)  # DCGAN: weights from N(0, 0.02)
+    h = nn.Dense(4 * 4 * ch, kernel_init=init, dtype=self.dtype, name="project")(z)
+    h = nn.relu(normalise(self.norm, h.reshape(z.shape[0], 4, 4, ch), train, "bn_project"))
+    for i in range(k - 1):
+      ch //= 2
+      h = nn.ConvTranspose(ch, (4, 4), (2, 2), padding="SAME", kernel_init=init, dtype=self.dtype,
+                           name=f"up{i}")(h)
+      h = nn.relu(normalise(self.norm, h, train, f"bn{i}"))
+    h = nn.ConvTranspose(self.channels, (4, 4), (2, 2), padding="SAME", kernel_init=init,
+                         dtype=self.dtype, name="to_image")(h)
+    return jnp.tanh(h.astype(jnp.float32))
+
+
+class DCGANDiscriminator(nn.Module):
+  """Strided 4x4 convolutions halving the resolution down to 4x4 while channels double from
+  base_ch, LeakyReLU(0.2), no pooling, the norm on every layer but the first, then one linear
+  logit. Options: spectral normalisation of every layer (SNGAN), minibatch standard deviation or
+  minibatch discrimination before the output."""
+  image_size: int = 32
+  base_ch: int = 64
+  norm: str = "batch"
+  spectral_norm: bool = False
+  minibatch_std_group: int = 0   # > 0: append minibatch stddev over groups of this size
+  minibatch_kernels: int = 0
+  minibatch_kernel_dim: int = 5
+  conv_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    k = resolution_levels(self.image_size)
+    init = nn.initializers.normal(0.02)
+    h = x.astype(self.dtype)
+    ch = self.base_ch
+    for i in range(k):
+      conv = Conv2D(ch, kernel_size=4, stride=2, impl=self.conv_impl, dtype=self.dtype,
+                    kernel_init=init, name=f"conv{i}")
+      h = Apply(conv, self.spectral_norm)(h, train)
+      if i > 0:
+        h = normalise(self.norm, h, train, f"norm{i}")
+      h = nn.leaky_relu(h, 0.2)
+      ch *= 2
+    if self.minibatch_std_group:
+      h = minibatch_stddev(h, self.minibatch_std_group)
+    h = h.reshape(h.shape[0], -1).astype(jnp.float32)
+    if self.minibatch_kernels:
+      h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_kernel_dim, name="minibatch")(h)
+    return Apply(nn.Dense(1, kernel_init=init, name="logit"), self.spectral_norm)(h, train)[..., 0]
+
+
+class PatchGANDiscriminator(nn.Module):
+  """Isola et al. 2017 (pix2pix): `num_layers` 4x4 stride-2 convolutions (channels doubling from
+  base_ch, capped at 8x), one stride-1 4x4 convolution, and a 1-channel stride-1 convolution: one
+  logit per overlapping patch ([B, H / 2^n, W / 2^n]); the loss averages them. num_layers=3 is the
+  70x70 PatchGAN."""
+  base_ch: int = 64
+  num_layers: int = 3
+  norm: str = "batch"
+  spectral_norm: bool = False
+  conv_impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    init = nn.initializers.normal(0.02)
+    h = x.astype(self.dtype)
+    for i in range(self.num_layers + 1):
+      ch = self.base_ch * min(2 ** i, 8)
+      conv = Conv2D(ch, kernel_size=4, stride=2 if i < self.num_layers else 1, impl=self.conv_impl,
+                    dtype=self.dtype, kernel_init=init, name=f"conv{i}")
+      h = Apply(conv, self.spectral_norm)(h, train)
+      if i > 0:
+        h = normalise(self.norm, h, train, f"norm{i}")
+      h = nn.leaky_relu(h, 0.2)
+    out = Conv2D(1, kernel_size=4, stride=1, impl=self.conv_impl, kernel_init=init, name="logits")
+    return Apply(out, self.spectral_norm)(h, train)[..., 0].astype(jnp.float32)

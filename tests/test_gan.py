@@ -1,0 +1,349 @@
+"""GANs: objectives and penalties against hand-computed values, the stabilisers' layers against
+their definitions, the two-player step against an independent implementation (plain and unrolled),
+the networks' shapes and StyleGAN's growing and truncation, and whole runs (8 devices = 1 device,
+resume = uninterrupted, sampling and interpolation through the CLI)."""
+
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from jaxgen.gan import losses
+from jaxgen.gan.method import pack_examples
+from jaxgen.gan.step import Players, Settings, build_two_player_update
+from jaxgen.nn import gan as gan_nets, stylegan
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TINY_GAN = str(REPO / "tests" / "configs" / "tiny_gan.py")
+
+sp = lambda v: math.log1p(math.exp(v))  # softplus
+
+
+@pytest.mark.parametrize("kind, d_value, g_value", [
+    # real logits (2, -1), fake logits (-1, 0.5)
+    ("minimax", (sp(-2) + sp(1)) / 2 + (sp(-1) + sp(0.5)) / 2, -(sp(-1) + sp(0.5)) / 2),
+    ("non_saturating", (sp(-2) + sp(1)) / 2 + (sp(-1) + sp(0.5)) / 2, (sp(1) + sp(-0.5)) / 2),
+    ("least_squares", 0.5 * ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2 + 0.5 * (1 + 0.25) / 2,
+     0.5 * ((-1 - 1) ** 2 + (0.5 - 1) ** 2) / 2),
+    ("hinge", (0 + 2) / 2 + (0 + 1.5) / 2, -(-1 + 0.5) / 2),
+    ("wasserstein", (-1 + 0.5) / 2 - (2 - 1) / 2, -(-1 + 0.5) / 2),
+])
+def test_objectives_by_hand(kind, d_value, g_value):
+  real, fake = jnp.array([2.0, -1.0]), jnp.array([-1.0, 0.5])
+  assert float(losses.discriminator_loss(kind, real, fake)) == pytest.approx(d_value, rel=1e-6)
+  assert float(losses.generator_loss(kind, fake)) == pytest.approx(g_value, rel=1e-6)
+
+
+def test_minimax_losses_are_the_cross_entropies_of_sigmoid_outputs():
+  real, fake = jnp.array([0.3, 1.7, -0.4]), jnp.array([-2.0, 0.1, 0.9])
+  d_real, d_fake = jax.nn.sigmoid(real), jax.nn.sigmoid(fake)
+  d = -jnp.mean(jnp.log(d_real)) - jnp.mean(jnp.log(1 - d_fake))
+  np.testing.assert_allclose(losses.discriminator_loss("minimax", real, fake), d, rtol=1e-5)
+  np.testing.assert_allclose(losses.generator_loss("minimax", fake), jnp.mean(jnp.log(1 - d_fake)), rtol=1e-5)
+  np.testing.assert_allclose(losses.generator_loss("non_saturating", fake), -jnp.mean(jnp.log(d_fake)), rtol=1e-5)
+  # Accuracy: real 0.3, 1.7 right, -0.4 wrong; fake -2.0 right, 0.1 and 0.9 wrong.
+  assert float(losses.discriminator_accuracy("minimax", real, fake)) == pytest.approx(0.5 * (2 / 3 + 1 / 3))
+
+
+def test_gradient_penalty_and_r1_on_a_linear_critic():
+  w = jnp.array([[0.6], [-1.2], [2.0]])  # ||w|| = sqrt(0.36 + 1.44 + 4) = sqrt(5.8)
+  critic = lambda x: (x @ w)[:, 0]
+  key = jax.random.PRNGKey(0)
+  real = jax.random.normal(key, (16, 3))
+  fake = jax.random.normal(jax.random.fold_in(key, 1), (16, 3)) * 3
+  # The gradient of a linear critic is w at every interpolate: the penalty is (||w|| - 1)^2.
+  assert float(losses.gradient_penalty(critic, real, fake, key)) == pytest.approx((math.sqrt(5.8) - 1) ** 2, rel=1e-5)
+  assert float(losses.r1_penalty(critic, real)) == pytest.approx(5.8, rel=1e-5)
+  # A 1-Lipschitz linear critic pays nothing; the penalty on images flattens each example.
+  unit = lambda x: jnp.sum(x, axis=(1, 2, 3)) / math.sqrt(2 * 2 * 3)
+  images = jax.random.normal(key, (4, 2, 2, 3))
+  assert float(losses.gradient_penalty(unit, images, -images, key)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("layer", [nn.Dense(7), nn.Conv(5, (3, 3))])
+def test_spectral_norm_bounds_the_largest_singular_value_after_a_few_iterations(layer):
+  x = jnp.ones((2, 6, 6, 4)) if isinstance(layer, nn.Conv) else jnp.ones((2, 12))
+  module = gan_nets.Apply(layer, spectral_norm=True)
+  variables = module.init(jax.random.PRNGKey(0), x, False)
+  kernel = np.asarray(variables["params"]["layer"]["kernel"]) * 3.0  # a weight with sigma far from 1
+  variables = {"params": {"layer": dict(variables["params"]["layer"], kernel=jnp.asarray(kernel))},
+               gan_nets.SPECTRAL: variables[gan_nets.SPECTRAL]}
+  matrix = kernel.reshape(-1, kernel.shape[-1])
+  true_sigma = np.linalg.svd(matrix, compute_uv=False)[0]
+  assert true_sigma > 1.5
+  for _ in range(20):  # the power iteration advances one step per training call
+    _, updates = module.apply(variables, x, True, mutable=[gan_nets.SPECTRAL])
+    variables = dict(variables, **updates)
+  sigma = float(jax.tree.leaves({k: v for k, v in jax.tree_util.tree_flatten_with_path(
+      variables[gan_nets.SPECTRAL])[0] if "sigma" in jax.tree_util.keystr(k)})[0])
+  assert sigma == pytest.approx(true_sigma, rel=1e-3)
+  # The normalised weight acts with largest singular value 1: probe the layer's linear part.
+  bias = np.asarray(variables["params"]["layer"]["bias"])
+  if isinstance(layer, nn.Dense):
+    probe = jnp.eye(12)
+    effective = np.asarray(module.apply(variables, probe, False)) - bias
+  else:  # a 1x1 input sees the kernel's centre tap only; compare the full matrix via sigma instead
+    effective = matrix / sigma
+  assert np.linalg.svd(effective, compute_uv=False)[0] == pytest.approx(1.0, abs=2e-3)
+
+
+def test_minibatch_stddev_and_discrimination_by_hand():
+  x = jnp.array([[0.0, 2.0], [2.0, 2.0], [1.0, 0.0], [3.0, 4.0]])
+  out = gan_nets.minibatch_stddev(x, group_size=2)
+  # Groups are (rows 0, 2) and (rows 1, 3): stds (0.5, 1.0) -> mean 0.75; (0.5, 1.0) -> 0.75.
+  np.testing.assert_allclose(out[:, 2], [0.75, 0.75, 0.75, 0.75], rtol=1e-4)
+  y = jnp.array([[0.0, 0.0], [0.0, 0.0], [2.0, 0.0], [0.0, 6.0]])
+  out = gan_nets.minibatch_stddev(y, group_size=2)
+  # (rows 0, 2): stds (1, 0) -> 0.5; (rows 1, 3): stds (0, 3) -> 1.5.
+  np.testing.assert_allclose(out[:, 2], [0.5, 1.5, 0.5, 1.5], atol=2e-4)
+  mbd = gan_nets.MinibatchDiscrimination(num_kernels=3, kernel_dim=2)
+  f = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+  params = mbd.init(jax.random.PRNGKey(1), f)
+  o = np.asarray(mbd.apply(params, f))
+  m = np.asarray(f @ params["params"]["T"]).reshape(5, 3, 2)
+  expected = np.exp(-np.abs(m[:, None] - m[None]).sum(-1)).sum(1)
+  np.testing.assert_allclose(o[:, 4:], expected, rtol=1e-5)
+  np.testing.assert_allclose(o[:, :4], f)
+  # Identical examples: every term is exp(0) = 1, so each feature is the batch size.
+  same = mbd.apply(params, jnp.ones((6, 4)))
+  np.testing.assert_allclose(same[:, 4:], 6.0)
+
+
+def test_packing_concatenates_consecutive_examples():
+  x = jnp.arange(12.0).reshape(6, 2)
+  np.testing.assert_array_equal(pack_examples(x, 3), [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
+  images = jnp.arange(4 * 2 * 2 * 3.0).reshape(4, 2, 2, 3)
+  packed = pack_examples(images, 2)
+  assert packed.shape == (2, 2, 2, 6)
+  np.testing.assert_array_equal(packed[1, 0, 1], jnp.concatenate([images[2, 0, 1], images[3, 0, 1]]))
+
+
+# -- the two-player step against a hand-written one --------------------------------------------------
+
+def _toy_players():
+  """A linear generator z -> A z + b and a quadratic discriminator x -> w.x + c |x|^2."""
+  def generate(g, state, z, key, lod):
+    return z @ g["A"] + g["b"], state
+  def discriminate(d, state, x, lod):
+    return x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1), state
+  return Players(generate=generate, discriminate=discriminate, pack=lambda x: x,
+                 latent=lambda key, n: jax.random.normal(key, (n, 2)), real_view=lambda x, lod: x,
+                 lod=lambda step: 0.0)
+
+
+def _toy_params():
+  g = {"A": jnp.array([[1.0, 0.2], [-0.3, 0.8]]), "b": jnp.array([0.1, -0.2])}
+  d = {"w": jnp.array([0.5, -0.4]), "c": jnp.array(0.3)}
+  return g, d
+
+
+@pytest.mark.parametrize("unrolled", [0, 2])
+def test_two_player_step_matches_a_hand_written_step(unrolled):
+  players = _toy_players()
+  g_lr, d_lr = 0.05, 0.1
+  g_tx, d_tx = optax.sgd(g_lr), optax.sgd(d_lr)
+  step = build_two_player_update(players, Settings(objective="non_saturating", unrolled_steps=unrolled),
+                                 g_tx, d_tx, "point", (optax.constant_schedule(g_lr), optax.constant_schedule(d_lr)))
+  g, d = _toy_params()
+  real = jax.random.normal(jax.random.PRNGKey(3), (8, 2)) + 1.0
+  key = jax.random.PRNGKey(7)
+  params, opt, _, metrics = step({"generator": g, "discriminator": d},
+                                 {"generator": g_tx.init(g), "discriminator": d_tx.init(d)},
+                                 {"generator": {}, "discriminator": {}}, {"point": real}, key, jnp.int32(0))
+  # By hand: the keys the step documents, then plain SGD on each player's own loss.
+  D = lambda d, x: x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1)
+  G = lambda g, z: z @ g["A"] + g["b"]
+  critic_key = jax.random.fold_in(key, 0)
+  fake = G(g, jax.random.normal(jax.random.fold_in(critic_key, 0), (8, 2)))
+  d_loss = lambda d, fake: jnp.mean(jax.nn.softplus(-D(d, real))) + jnp.mean(jax.nn.softplus(D(d, fake)))
+  d1 = jax.tree.map(lambda p, gr: p - d_lr * gr, d, jax.grad(d_loss)(d, fake))
+  g_key = jax.random.fold_in(key, 1)
+  z = jax.random.normal(jax.random.fold_in(g_key, 0), (8, 2))
+  def g_loss(g):
+    x = G(g, z)
+    critic = d1
+    for _ in range(unrolled):  # differentiated through: the critic's steps depend on g
+      critic = jax.tree.map(lambda p, gr: p - d_lr * gr, critic, jax.grad(d_loss)(critic, x))
+    return jnp.mean(jax.nn.softplus(-D(critic, x)))
+  g_grad = jax.grad(g_loss)(g)
+  g1 = jax.tree.map(lambda p, gr: p - g_lr * gr, g, g_grad)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params["discriminator"], d1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params["generator"], g1)
+  assert float(metrics["g_loss"]) == pytest.approx(float(g_loss(g)), rel=1e-5)
+  if unrolled:
+    # The unrolled gradient is not the plain one: the second-order terms count.
+    plain = jax.grad(lambda g: jnp.mean(jax.nn.softplus(-D(d1, G(g, z)))))(g)
+    assert float(jnp.max(jnp.abs(plain["A"] - g_grad["A"]))) > 1e-3
+
+
+def test_n_critic_steps_take_their_own_share_of_the_batch_and_clip_weights():
+  players = _toy_players()
+  d_tx = optax.sgd(0.1)
+  g_tx = optax.sgd(0.0)
+  step = build_two_player_update(players, Settings(objective="wasserstein", n_critic=2, weight_clip=0.35),
+                                 g_tx, d_tx, "point", (optax.constant_schedule(0.0),) * 2)
+  g, d = _toy_params()
+  real = jax.random.normal(jax.random.PRNGKey(3), (8, 2))
+  key = jax.random.PRNGKey(5)
+  params, *_ = step({"generator": g, "discriminator": d},
+                    {"generator": g_tx.init(g), "discriminator": d_tx.init(d)},
+                    {"generator": {}, "discriminator": {}}, {"point": real}, key, jnp.int32(0))
+  D = lambda d, x: x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1)
+  expected = d
+  for i in range(2):  # critic step i: rows i, i + 2, ... and its own latent draw
+    k = jax.random.fold_in(key, i)
+    fake = jax.random.normal(jax.random.fold_in(k, 0), (4, 2)) @ g["A"] + g["b"]
+    loss = lambda d: jnp.mean(D(d, fake)) - jnp.mean(D(d, real[i::2]))
+    expected = jax.tree.map(lambda p, gr: jnp.clip(p - 0.1 * gr, -0.35, 0.35), expected, jax.grad(loss)(expected))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), params["discriminator"], expected)
+  assert float(jnp.max(jnp.abs(params["discriminator"]["w"]))) <= 0.35
+
+
+# -- networks ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_dcgan_and_patchgan_shapes(size):
+  key = jax.random.PRNGKey(0)
+  gen = gan_nets.DCGANGenerator(image_size=size, channels=3, base_ch=8)
+  z = jax.random.normal(key, (4, 16))
+  gv = gen.init(key, z, False)
+  x, _ = gen.apply(gv, z, True, mutable=["batch_stats"])
+  assert x.shape == (4, size, size, 3) and float(jnp.max(jnp.abs(x))) <= 1.0
+  # Channels halve as the resolution doubles: 4x4 holds base_ch * 2^(k - 1).
+  k = gan_nets.resolution_levels(size)
+  assert gv["params"]["project"]["kernel"].shape == (16, 4 * 4 * 8 * 2 ** (k - 1))
+  disc = gan_nets.DCGANDiscriminator(image_size=size, base_ch=8, minibatch_std_group=2)
+  dv = disc.init(key, x, False)
+  assert disc.apply(dv, x, True, mutable=["batch_stats"])[0].shape == (4,)
+  patch = gan_nets.PatchGANDiscriminator(base_ch=8, num_layers=2, norm="instance", spectral_norm=True)
+  pv = patch.init(key, x, False)
+  logits, _ = patch.apply(pv, x, True, mutable=[gan_nets.SPECTRAL])
+  assert logits.shape == (4, size // 4, size // 4)
+
+
+def test_stylegan_growing_schedule_and_progressive_views():
+  levels = 4  # 4x4 .. 32x32
+  lods = [float(stylegan.lod_schedule(jnp.int32(s), levels, 10)) for s in (0, 9, 10, 15, 20, 30, 35, 60, 100)]
+  # 10 steps at 4x4, fade 8x8 in over 10, stable 10, fade 16x16 in, ...
+  assert lods == pytest.approx([3, 3, 3, 2.5, 2, 2, 1.5, 0, 0])
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
+  np.testing.assert_allclose(stylegan.progressive_image(x, jnp.float32(0.0), levels), x, atol=1e-6)
+  coarse = stylegan.progressive_image(x, jnp.float32(3.0), levels)
+  block = x.reshape(2, 4, 8, 4, 8, 3).mean(axis=(2, 4))  # the 4x4 box average, nearest-upsampled
+  np.testing.assert_allclose(coarse, jnp.repeat(jnp.repeat(block, 8, 1), 8, 2), rtol=1e-5, atol=1e-6)
+
+
+def test_stylegan_truncation_mixing_and_w_average():
+  gen = stylegan.StyleGANGenerator(image_size=8, channels=1, z_dim=8, w_dim=8, mapping_depth=2,
+                                   base_ch=8, max_ch=16, progressive=True)
+  key = jax.random.PRNGKey(0)
+  z = jax.random.normal(key, (4, 8))
+  v = gen.init(key, z, False)
+  assert gen.apply(v, z, False, key=key).shape == (4, 8, 8, 1)
+  # Training updates the running mean of w: w_avg <- mean(w) + 0.995 (w_avg - mean(w)), from 0.
+  _, upd = gen.apply(v, z, True, key=key, mutable=[stylegan.STATS])
+  w = gen.apply(v, z, method=lambda m, z: m.mapping(z))
+  np.testing.assert_allclose(upd[stylegan.STATS]["w_avg"], 0.005 * jnp.mean(w, 0), rtol=1e-4, atol=1e-7)
+  # psi = 0: every latent maps to the centre, so with one noise key all images are equal.
+  v = dict(v, **upd)
+  images = gen.apply(v, z, False, key=key, truncation=0.0)
+  np.testing.assert_allclose(images, jnp.broadcast_to(images[:1], images.shape), rtol=1e-5, atol=1e-6)
+  assert float(jnp.std(gen.apply(v, z, False, key=key, truncation=1.0), axis=0).mean()) > 1e-4
+  # lod 1 (the 4x4 level only): the image is constant on 2x2 blocks.
+  low = gen.apply(v, z, False, key=key, lod=1.0)
+  np.testing.assert_allclose(low[:, ::2, ::2], low[:, 1::2, 1::2], rtol=1e-5, atol=1e-6)
+  disc = stylegan.StyleGANDiscriminator(image_size=8, base_ch=8, max_ch=16, minibatch_std_group=2,
+                                        progressive=True)
+  dv = disc.init(key, images, False)
+  assert disc.apply(dv, images, True, lod=0.5).shape == (4,)
+
+
+# -- whole runs --------------------------------------------------------------------------------------
+
+_DEVICE_SCRIPT = r"""
+import json, shutil, sys
+import jax
+from jaxgen.config import load_config_file
+from jaxgen.train.loop import Trainer
+config = load_config_file(sys.argv[1])
+root = sys.argv[2]
+def losses(workdir):
+  return [json.loads(l) for l in open(workdir + "/metrics.jsonl")]
+Trainer(config, root + "/one", progress=False, devices=jax.devices()[:1]).run()
+Trainer(config, root + "/eight", progress=False).run()
+# As if killed after the step-10 checkpoint: the rerun resumes there and must redo steps 11-20.
+shutil.copytree(root + "/one", root + "/resumed")
+shutil.rmtree(root + "/resumed/checkpoints/20")
+Trainer(config, root + "/resumed", progress=False, devices=jax.devices()[:1]).run()
+print(json.dumps({"devices": len(jax.devices()), "one": losses(root + "/one"),
+                  "eight": losses(root + "/eight"), "resumed": losses(root + "/resumed")}))
+"""
+
+
+@pytest.mark.slow
+def test_gan_run_on_eight_devices_matches_one_and_resumes_exactly(tmp_path):
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONUNBUFFERED="1")
+  proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, TINY_GAN, str(tmp_path)], env=env,
+                        capture_output=True, text=True, timeout=600, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["devices"] == 8
+  one, eight, resumed = out["one"], out["eight"], out["resumed"]
+  assert [r["step"] for r in one] == [5, 10, 15, 20]
+  for a, b in zip(one, eight):
+    for k in ("loss", "d_loss", "g_loss", "d_accuracy", "g_grad_norm", "d_grad_norm"):
+      assert b[k] == pytest.approx(a[k], rel=2e-4, abs=1e-5), (a["step"], k)
+  # The resumed run's log continues the step-10 one; steps 15 and 20 are recomputed bit for bit.
+  by_step = {r["step"]: r for r in resumed}
+  for r in one:
+    for k in ("loss", "d_loss", "g_loss", "d_accuracy"):
+      assert by_step[r["step"]][k] == r[k], (r["step"], k)
+
+
+def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
+  from jaxgen.cli import main
+  work = tmp_path / "gan"
+  assert main(["train", "--config", TINY_GAN, "--workdir", str(work), "--no-progress",
+               "--config.train.steps=10"]) == 0
+  records = [json.loads(l) for l in (work / "metrics.jsonl").read_text().splitlines()]
+  assert {"d_loss", "g_loss", "d_accuracy", "d_grad_norm", "g_grad_norm", "lr", "d_lr"} <= set(records[-1])
+  assert records[-1]["lr"] == pytest.approx(1e-3) and records[-1]["d_lr"] == pytest.approx(2e-3)
+  npz = [tmp_path / f"s{i}.npz" for i in range(2)]
+  for path in npz:
+    assert main(["sample", "--workdir", str(work), "--num", "16", "--seed", "3", "--out",
+                 str(tmp_path / "s.png"), "--npz", str(path)]) == 0
+  a, b = (np.load(p)["samples"] for p in npz)
+  np.testing.assert_array_equal(a, b)  # the latent comes from the seed
+  assert a.shape == (16, 2) and np.all(np.isfinite(a))
+  assert main(["sample", "--workdir", str(work), "--num", "12", "--interpolate", "4", "--out",
+               str(tmp_path / "interp.png")]) == 0
+  assert (tmp_path / "interp.png").exists()
+  # Options that do not apply to a GAN exit 2 with a message.
+  assert main(["sample", "--workdir", str(work), "--num", "4", "--steps", "10", "--out",
+               str(tmp_path / "x.png")]) == 2
+  assert main(["sample", "--workdir", str(work), "--num", "4", "--truncation", "0.5", "--out",
+               str(tmp_path / "x.png")]) == 2
+  assert "StyleGAN" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.gan.objective=wgan_gp", "gp_weight"),
+    ("--config.gan.objective=wasserstein", "Lipschitz"),
+    ("--config.gan.pack=5", "multiple of gan.pack"),
+    ("--config.train.grad_accum_steps=2", "grad_accum_steps"),
+    ("--config.model.name=dcgan", "MLP networks"),
+    ("--config.gan.objective=softmax", "gan.objective"),
+])
+def test_bad_gan_configs_exit_2(tmp_path, capsys, override, message):
+  from jaxgen.cli import main
+  assert main(["train", "--config", TINY_GAN, "--workdir", str(tmp_path / "w"), override]) == 2
+  assert message in capsys.readouterr().err
