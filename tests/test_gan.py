@@ -3,6 +3,7 @@ their definitions, the two-player step against an independent implementation (pl
 the networks' shapes and StyleGAN's growing and truncation, and whole runs (8 devices = 1 device,
 resume = uninterrupted, sampling and interpolation through the CLI)."""
 
+import dataclasses
 import json
 import math
 import os
@@ -347,3 +348,40 @@ def test_bad_gan_configs_exit_2(tmp_path, capsys, override, message):
   from jaxgen.cli import main
   assert main(["train", "--config", TINY_GAN, "--workdir", str(tmp_path / "w"), override]) == 2
   assert message in capsys.readouterr().err
+
+
+def test_unrolling_through_adam_stays_finite_where_a_gradient_is_zero():
+  """A discriminator parameter whose gradient is 0 keeps Adam's second moment at 0, where
+  d sqrt(v) / dv is infinite: the unrolled generator gradient is NaN unless eps_root > 0 (what the
+  GAN method sets for unrolled runs)."""
+  import ml_collections
+  from jaxgen.train.optim import make_optimizer
+  def discriminate(d, state, x, lod):  # the "dead" unit is used but its gradient is exactly 0
+    return x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1) + jax.nn.relu(x @ d["dead"] - 100.0), state
+  players = dataclasses.replace(_toy_players(), discriminate=discriminate)
+  g, d = _toy_params()
+  d = dict(d, dead=jnp.array([0.1, 0.1]))
+  real = jax.random.normal(jax.random.PRNGKey(3), (8, 2))
+  results = {}
+  for eps_root in (0.0, 1e-16):
+    opt = ml_collections.ConfigDict(dict(name="adam", lr=0.1, eps_root=eps_root))
+    d_tx, sched = make_optimizer(opt, 10)
+    g_tx = optax.sgd(0.1)
+    step = build_two_player_update(players, Settings(unrolled_steps=2), g_tx, d_tx, "point", (sched, sched))
+    params, *_ = step({"generator": g, "discriminator": d},
+                      {"generator": g_tx.init(g), "discriminator": d_tx.init(d)},
+                      {"generator": {}, "discriminator": {}}, {"point": real}, jax.random.PRNGKey(0),
+                      jnp.int32(0))
+    results[eps_root] = bool(all(jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(params["generator"])))
+  assert results == {0.0: False, 1e-16: True}
+
+
+def test_conv_transpose_matches_flax_in_every_implementation():
+  from jaxgen.nn.layers import ConvTranspose2D
+  for shape, k in (((2, 5, 5, 3), 4), ((2, 4, 6, 2), 4), ((1, 3, 3, 2), 3)):
+    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    ref = nn.ConvTranspose(4, (k, k), (2, 2), padding="SAME")
+    v = ref.init(jax.random.PRNGKey(1), x)
+    for impl in ("xla", "im2col"):
+      np.testing.assert_allclose(ConvTranspose2D(4, k, 2, impl=impl).apply(v, x), ref.apply(v, x),
+                                 rtol=1e-5, atol=1e-5)

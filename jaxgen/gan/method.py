@@ -190,7 +190,8 @@ def _networks(config, g, m):
     return gen, disc
   size, channels = config.data.image_size, config.data.channels
   if m.name == "dcgan":
-    gen = gan_nets.DCGANGenerator(image_size=size, channels=channels, base_ch=m.g_ch, norm=m.g_norm)
+    gen = gan_nets.DCGANGenerator(image_size=size, channels=channels, base_ch=m.g_ch, norm=m.g_norm,
+                                  conv_impl=m.conv_impl)
   else:
     gen = stylegan.StyleGANGenerator(image_size=size, channels=channels, z_dim=g.latent_dim,
                                      w_dim=m.w_dim, mapping_depth=m.mapping_depth, base_ch=m.g_ch,
@@ -241,7 +242,14 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   levels = gan_nets.resolution_levels(config.data.image_size) + 1 if not backbone.is_points(config) else 1
   total = config.train.steps
   g_tx, g_sched = make_optimizer(config.optimizer, total)
-  d_tx, d_sched = make_optimizer(config.get("d_optimizer", config.optimizer), total)
+  d_opt = config.get("d_optimizer", config.optimizer).copy_and_resolve_references()
+  if g.unrolled_steps:
+    # The generator's gradient runs through the discriminator's Adam updates; where a second
+    # moment is still 0 (a parameter whose gradient has always been 0), d sqrt(v) / dv is
+    # infinite and the gradient NaN. A tiny eps_root inside the root keeps it finite.
+    with d_opt.ignore_type():
+      d_opt.eps_root = max(d_opt.get("eps_root", 0.0), 1e-16)
+  d_tx, d_sched = make_optimizer(d_opt, total)
 
   def latent(key, n):
     return jax.random.normal(key, (n, g.latent_dim), jnp.float32)

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.nn.layers import Conv2D
+from jaxgen.nn.layers import Conv2D, ConvTranspose2D
 
 SPECTRAL = "spectral"
 NORMS = ("none", "batch", "layer", "instance")
@@ -159,6 +159,7 @@ class DCGANGenerator(nn.Module):
   channels: int = 3
   base_ch: int = 64
   norm: str = "batch"
+  conv_impl: str = "auto"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -170,11 +171,11 @@ class DCGANGenerator(nn.Module):
     h = nn.relu(normalise(self.norm, h.reshape(z.shape[0], 4, 4, ch), train, "bn_project"))
     for i in range(k - 1):
       ch //= 2
-      h = nn.ConvTranspose(ch, (4, 4), (2, 2), padding="SAME", kernel_init=init, dtype=self.dtype,
-                           name=f"up{i}")(h)
+      h = ConvTranspose2D(ch, 4, 2, impl=self.conv_impl, dtype=self.dtype, kernel_init=init,
+                          name=f"up{i}")(h)
       h = nn.relu(normalise(self.norm, h, train, f"bn{i}"))
-    h = nn.ConvTranspose(self.channels, (4, 4), (2, 2), padding="SAME", kernel_init=init,
-                         dtype=self.dtype, name="to_image")(h)
+    h = ConvTranspose2D(self.channels, 4, 2, impl=self.conv_impl, dtype=self.dtype,
+                        kernel_init=init, name="to_image")(h)
     return jnp.tanh(h.astype(jnp.float32))
 
 

@@ -175,3 +175,67 @@ class Upsample(nn.Module):
   @nn.compact
   def __call__(self, x):
     return Conv2D(x.shape[-1], impl=self.conv_impl, dtype=self.dtype)(resample(x, "up"))
+
+
+def _conv_transpose_padding(k: int, s: int) -> tuple[int, int]:
+  """lax.conv_transpose's 'SAME' padding of the dilated input (output size = input size * s)."""
+  total = k + s - 2
+  before = k - 1 if s > k - 1 else -(-total // 2)
+  return before, total - before
+
+
+def _subpixel_conv_transpose_4x4_s2(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """The 4x4 stride-2 'SAME' transposed convolution without the zeros: output pixel (2i + p, 2j + q)
+  only meets the kernel taps of parity (p, q), a 2x2 sub-kernel over input pixels (i + p - 1 .. i + p,
+  j + q - 1 .. j + q). Four 2x2 convolutions (one matmul each) and an interleave: a quarter of the
+  zero-inserted form's work."""
+  b, h, w, c = x.shape
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  phases = []
+  for p in range(2):
+    row = []
+    for q in range(2):
+      patches = jnp.concatenate([xp[:, p + dy:p + dy + h, q + dx:q + dx + w, :]
+                                 for dy in range(2) for dx in range(2)], axis=-1)
+      sub = kernel[p::2, q::2].reshape(4 * c, kernel.shape[-1])
+      row.append(jnp.einsum("bhwp,pd->bhwd", patches, sub))
+    phases.append(jnp.stack(row, axis=3))            # [B, h, w, 2 (q), F]
+  y = jnp.stack(phases, axis=2)                        # [B, h, 2 (p), w, 2 (q), F]
+  return y.reshape(b, 2 * h, 2 * w, kernel.shape[-1])
+
+
+class ConvTranspose2D(nn.Module):
+  """`nn.ConvTranspose(features, (k, k), (s, s), padding='SAME')` with the same parameters, computed
+  as XLA's transposed convolution ("xla") or, on CPU ("im2col"), as matmuls: four 2x2 sub-kernel
+  matmuls for DCGAN's 4x4 stride 2, else zeros inserted between the input's pixels, padding and
+  one im2col matmul. XLA:CPU's gradient of a transposed convolution is slow, and a matmul's
+  gradients are two matmuls."""
+  features: int
+  kernel_size: int = 4
+  stride: int = 2
+  impl: str = "auto"
+  dtype: Dtype = jnp.float32
+  kernel_init: Any = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.stride
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    x = x.astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
+    if resolve_conv_impl(self.impl) == "xla":
+      y = jax.lax.conv_transpose(x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    elif (k, s) == (4, 2):
+      y = _subpixel_conv_transpose_4x4_s2(x, kernel)
+    else:
+      b, h, w, c = x.shape
+      dilated = jnp.zeros((b, (h - 1) * s + 1, (w - 1) * s + 1, c), x.dtype).at[:, ::s, ::s].set(x)
+      lo, hi = _conv_transpose_padding(k, s)
+      padded = jnp.pad(dilated, ((0, 0), (lo, hi), (lo, hi), (0, 0)))
+      out_h, out_w = padded.shape[1] - k + 1, padded.shape[2] - k + 1
+      views = [jax.lax.slice(padded, (0, dy, dx, 0), (b, dy + out_h, dx + out_w, c))
+               for dy in range(k) for dx in range(k)]
+      y = jnp.einsum("bhwp,pd->bhwd", jnp.concatenate(views, axis=-1),
+                     kernel.reshape(k * k * c, self.features))
+    return y + bias.astype(self.dtype)

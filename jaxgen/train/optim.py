@@ -31,11 +31,16 @@ def make_optimizer(opt: ml_collections.ConfigDict, total_steps: int
     raise ConfigError(f"Config key 'optimizer.lr' must be positive, got {opt.lr}.")
   schedule = make_lr_schedule(opt, total_steps)
   name = opt.get("name", "adam")
+  # eps_root (inside Adam's square root) keeps the update differentiable where a second moment
+  # is 0: needed by steps that differentiate through an update (unrolled GANs).
+  eps_root = opt.get("eps_root", 0.0)
   if name == "adam":
-    core = optax.adam(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), eps=opt.get("eps", 1e-8))
+    core = optax.adam(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999), eps=opt.get("eps", 1e-8),
+                      eps_root=eps_root)
   elif name == "adamw":
     core = optax.adamw(schedule, b1=opt.get("b1", 0.9), b2=opt.get("b2", 0.999),
-                       eps=opt.get("eps", 1e-8), weight_decay=opt.get("weight_decay", 0.0))
+                       eps=opt.get("eps", 1e-8), eps_root=eps_root,
+                       weight_decay=opt.get("weight_decay", 0.0))
   elif name == "sgd":
     core = optax.sgd(schedule, momentum=opt.get("momentum", 0.9) or None)
   else:
