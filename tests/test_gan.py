@@ -385,3 +385,20 @@ def test_conv_transpose_matches_flax_in_every_implementation():
     for impl in ("xla", "im2col"):
       np.testing.assert_allclose(ConvTranspose2D(4, k, 2, impl=impl).apply(v, x), ref.apply(v, x),
                                  rtol=1e-5, atol=1e-5)
+
+
+def test_gan_experiment_configs_validate_and_count_parameters():
+  from jaxgen.config import load_config_file
+  from jaxgen.method import build_method, validate_method_config
+  for name in ("gan_mixture2d", "dcgan_digits", "dcgan_shapes", "sngan_shapes", "stylegan_digits",
+               "stylegan_shapes"):
+    validate_method_config(load_config_file(REPO / "experiments" / f"{name}.py"))
+  # The paper-scale configs build without their datasets: count DCGAN's CelebA generator without
+  # allocating it (a 4x4x1024 projection of z, then 512-256-128-3 transposed convolutions).
+  method = build_method(load_config_file(REPO / "experiments" / "dcgan_celeba.py"))
+  shapes = jax.eval_shape(method.init, jax.random.PRNGKey(0))["params"]["generator"]
+  count = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(shapes))
+  project = 100 * 16 * 1024 + 16 * 1024
+  convs = sum(16 * a * b + b for a, b in ((1024, 512), (512, 256), (256, 128), (128, 3)))
+  bn = 2 * (1024 + 512 + 256 + 128)  # scale and bias per channel
+  assert count == project + convs + bn
