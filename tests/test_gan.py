@@ -211,24 +211,30 @@ def test_n_critic_steps_take_their_own_share_of_the_batch_and_clip_weights():
 
 # -- networks ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("size", [8, 16])
-def test_dcgan_and_patchgan_shapes(size):
+def test_dcgan_and_patchgan_shapes(size=16):
+  # Under jit: eager flax dispatches (and compiles) op by op, which is far slower.
   key = jax.random.PRNGKey(0)
   gen = gan_nets.DCGANGenerator(image_size=size, channels=3, base_ch=8)
-  z = jax.random.normal(key, (4, 16))
-  gv = gen.init(key, z, False)
-  x, _ = gen.apply(gv, z, True, mutable=["batch_stats"])
+  disc = gan_nets.DCGANDiscriminator(image_size=size, base_ch=8, minibatch_std_group=2)
+  patch = gan_nets.PatchGANDiscriminator(base_ch=8, num_layers=2, norm="instance", spectral_norm=True)
+
+  @jax.jit
+  def run(z):
+    gv = gen.init(key, z, False)
+    x, _ = gen.apply(gv, z, True, mutable=["batch_stats"])
+    dv = disc.init(key, x, False)
+    logits = disc.apply(dv, x, True, mutable=["batch_stats"])[0]
+    pv = patch.init(key, x, False)
+    patches, _ = patch.apply(pv, x, True, mutable=[gan_nets.SPECTRAL])
+    return gv, x, logits, patches
+
+  gv, x, logits, patches = run(jax.random.normal(key, (4, 16)))
   assert x.shape == (4, size, size, 3) and float(jnp.max(jnp.abs(x))) <= 1.0
   # Channels halve as the resolution doubles: 4x4 holds base_ch * 2^(k - 1).
   k = gan_nets.resolution_levels(size)
   assert gv["params"]["project"]["kernel"].shape == (16, 4 * 4 * 8 * 2 ** (k - 1))
-  disc = gan_nets.DCGANDiscriminator(image_size=size, base_ch=8, minibatch_std_group=2)
-  dv = disc.init(key, x, False)
-  assert disc.apply(dv, x, True, mutable=["batch_stats"])[0].shape == (4,)
-  patch = gan_nets.PatchGANDiscriminator(base_ch=8, num_layers=2, norm="instance", spectral_norm=True)
-  pv = patch.init(key, x, False)
-  logits, _ = patch.apply(pv, x, True, mutable=[gan_nets.SPECTRAL])
-  assert logits.shape == (4, size // 4, size // 4)
+  assert logits.shape == (4,)
+  assert patches.shape == (4, size // 4, size // 4)
 
 
 def test_stylegan_growing_schedule_and_progressive_views():
@@ -246,26 +252,32 @@ def test_stylegan_growing_schedule_and_progressive_views():
 def test_stylegan_truncation_mixing_and_w_average():
   gen = stylegan.StyleGANGenerator(image_size=8, channels=1, z_dim=8, w_dim=8, mapping_depth=2,
                                    base_ch=8, max_ch=16, progressive=True)
-  key = jax.random.PRNGKey(0)
-  z = jax.random.normal(key, (4, 8))
-  v = gen.init(key, z, False)
-  assert gen.apply(v, z, False, key=key).shape == (4, 8, 8, 1)
-  # Training updates the running mean of w: w_avg <- mean(w) + 0.995 (w_avg - mean(w)), from 0.
-  _, upd = gen.apply(v, z, True, key=key, mutable=[stylegan.STATS])
-  w = gen.apply(v, z, method=lambda m, z: m.mapping(z))
-  np.testing.assert_allclose(upd[stylegan.STATS]["w_avg"], 0.005 * jnp.mean(w, 0), rtol=1e-4, atol=1e-7)
-  # psi = 0: every latent maps to the centre, so with one noise key all images are equal.
-  v = dict(v, **upd)
-  images = gen.apply(v, z, False, key=key, truncation=0.0)
-  np.testing.assert_allclose(images, jnp.broadcast_to(images[:1], images.shape), rtol=1e-5, atol=1e-6)
-  assert float(jnp.std(gen.apply(v, z, False, key=key, truncation=1.0), axis=0).mean()) > 1e-4
-  # lod 1 (the 4x4 level only): the image is constant on 2x2 blocks.
-  low = gen.apply(v, z, False, key=key, lod=1.0)
-  np.testing.assert_allclose(low[:, ::2, ::2], low[:, 1::2, 1::2], rtol=1e-5, atol=1e-6)
   disc = stylegan.StyleGANDiscriminator(image_size=8, base_ch=8, max_ch=16, minibatch_std_group=2,
                                         progressive=True)
-  dv = disc.init(key, images, False)
-  assert disc.apply(dv, images, True, lod=0.5).shape == (4,)
+  key = jax.random.PRNGKey(0)
+  z = jax.random.normal(key, (4, 8))
+
+  @jax.jit
+  def run(z):
+    v = gen.init(key, z, False)
+    _, upd = gen.apply(v, z, True, key=key, mutable=[stylegan.STATS])
+    w = gen.apply(v, z, method=lambda m, z: m.mapping(z))
+    v = dict(v, **upd)
+    images = {psi: gen.apply(v, z, False, key=key, truncation=psi) for psi in (0.0, 1.0)}
+    low = gen.apply(v, z, False, key=key, lod=1.0)
+    dv = disc.init(key, images[1.0], False)
+    return upd, w, images, low, disc.apply(dv, images[1.0], True, lod=0.5)
+
+  upd, w, images, low, logits = run(z)
+  assert images[1.0].shape == (4, 8, 8, 1) and logits.shape == (4,)
+  # Training updates the running mean of w: w_avg <- mean(w) + 0.995 (w_avg - mean(w)), from 0.
+  np.testing.assert_allclose(upd[stylegan.STATS]["w_avg"], 0.005 * jnp.mean(w, 0), rtol=1e-4, atol=1e-7)
+  # psi = 0: every latent maps to the centre, so with one noise key all images are equal.
+  np.testing.assert_allclose(images[0.0], jnp.broadcast_to(images[0.0][:1], images[0.0].shape),
+                             rtol=1e-5, atol=1e-6)
+  assert float(jnp.std(images[1.0], axis=0).mean()) > 1e-4
+  # lod 1 (the 4x4 level only): the image is constant on 2x2 blocks.
+  np.testing.assert_allclose(low[:, ::2, ::2], low[:, 1::2, 1::2], rtol=1e-5, atol=1e-6)
 
 
 # -- whole runs --------------------------------------------------------------------------------------
