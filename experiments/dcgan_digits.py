@@ -3,8 +3,10 @@
 The paper's training settings: Adam with lr 2e-4 and beta1 0.5, z ~ N(0, I) of 100 dimensions,
 weights from N(0, 0.02), BatchNorm in both networks (not on the discriminator's first layer),
 ReLU / tanh in the generator and LeakyReLU(0.2) in the discriminator, the non-saturating loss.
-Batch 64 here (the paper: 128) and widths for 8x8 single-channel images; an EMA of the generator
-is kept (sampling uses it by default; `--params online` for the generator itself).
+Batch 64 here (the paper: 128) and widths for 8x8 single-channel images. No EMA of the
+generator (as in the paper): the BatchNorm statistics it samples with are those of the online
+weights, and an EMA generator with them sampled worse here (FD 46.6 vs 34.4 on digits, 88.9 vs
+47.1 on shapes, at decay 0.999).
 The other image GAN configs (dcgan_shapes, sngan_shapes, stylegan_*) derive from this file.
 """
 
@@ -35,7 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.batch_size = 64
   c.train.grad_accum_steps = 1
   c.train.steps_per_call = 10
-  c.train.ema_decay = 0.999
+  c.train.ema_decay = 0.0  # see above; experiments/stylegan_digits.py keeps one (no BatchNorm)
   c.train.log_every = 50
   c.train.checkpoint_every = 1000
   c.train.max_to_keep = 2

@@ -7,8 +7,11 @@ never need to be held at once. The Frechet distance between N(mu1, S1) and N(mu2
 
 and Tr((S1 S2)^{1/2}) is computed as Tr((A S2 A)^{1/2}) with A = S1^{1/2}: S1 S2 is similar to
 A S2 A (= A^{-1} (A S2 A) A where S1 is invertible, and by continuity otherwise), which is symmetric
-positive semi-definite, so its square root comes from a symmetric eigendecomposition and near-singular
-covariances need no added epsilon. Rounding can leave slightly negative eigenvalues; their square
+positive semi-definite, so near-singular covariances need no added epsilon. With B = S2^{1/2},
+A S2 A = (A B)(A B)^T, so its square roots' trace is the sum of the singular values of A B: taken
+from an SVD, small ones keep their full accuracy, where the eigenvalues of A S2 A (their squares)
+would fall under the eigensolver's rounding floor (a feature spectrum reaching down to 1e-6 lost
+1e-5 of FD that way). Rounding can leave A S2 A with slightly negative eigenvalues; their square
 roots are imaginary, and the sum of their magnitudes is the complex residue `trace_sqrt_imag` that
 the usual scipy.linalg.sqrtm route would report as the imaginary part. It is returned and checked.
 """
@@ -111,9 +114,9 @@ def _psd_sqrt(sym: np.ndarray) -> np.ndarray:
 def trace_sqrt_product(cov1: np.ndarray, cov2: np.ndarray) -> tuple[float, float]:
   """(real part, imaginary residue) of Tr((cov1 cov2)^{1/2})."""
   a = _psd_sqrt(np.asarray(cov1, np.float64))
-  middle = a @ np.asarray(cov2, np.float64) @ a
-  vals, _ = _denoised_eigvalsh(middle)
-  real = float(np.sqrt(np.clip(vals, 0.0, None)).sum())
+  b = _psd_sqrt(np.asarray(cov2, np.float64))
+  real = float(np.linalg.svd(a @ b, compute_uv=False).sum())
+  vals, _ = _denoised_eigvalsh(a @ np.asarray(cov2, np.float64) @ a)
   imag = float(np.sqrt(np.clip(-vals, 0.0, None)).sum())
   return real, imag
 
