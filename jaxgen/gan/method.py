@@ -169,13 +169,18 @@ def validate(config: ml_collections.ConfigDict) -> None:
   micro = t.batch_size // g.n_critic
   _require(micro % g.pack == 0, f"Each player's batch ({micro} = train.batch_size / gan.n_critic) "
            f"must be a multiple of gan.pack ({g.pack}).")
-  group = m.minibatch_std_group or (4 if m.discriminator == "stylegan" else 0)
+  group = _minibatch_std_group(m)
   if group:
     _require((micro // g.pack) % min(group, micro // g.pack) == 0, f"The discriminator's batch "
              f"({micro // g.pack}) must be a multiple of the minibatch stddev group ({group}).")
   d_opt = config.get("d_optimizer", None)
   _require(d_opt is None or "lr" in d_opt, "Config section 'd_optimizer' needs 'lr' (it is a full "
            "optimizer section like 'optimizer').")
+
+
+def _minibatch_std_group(m) -> int:
+  """The discriminator's minibatch-stddev group: the config's, or StyleGAN's default of 4."""
+  return m.minibatch_std_group or (4 if m.discriminator == "stylegan" else 0)
 
 
 def _networks(config, g, m):
@@ -210,7 +215,7 @@ def _networks(config, g, m):
                                           spectral_norm=m.spectral_norm, conv_impl=m.conv_impl)
   else:
     disc = stylegan.StyleGANDiscriminator(image_size=size, base_ch=m.d_ch, max_ch=m.max_ch,
-                                          minibatch_std_group=m.minibatch_std_group or 4,
+                                          minibatch_std_group=_minibatch_std_group(m),
                                           progressive=m.progressive, conv_impl=m.conv_impl)
   return gen, disc
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgen.gan import losses
+from jaxgen.train.step import split_micro_batches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,11 +50,6 @@ class Settings:
   gp_weight: float = 0.0        # WGAN-GP's lambda (wgan_gp: 10)
   r1_gamma: float = 0.0         # R1's gamma: the penalty is gamma / 2 E||grad D(x)||^2
   weight_clip: float = 0.0      # WGAN: clip every critic parameter to [-c, c] after its update
-
-
-def _split(x: jax.Array, k: int) -> jax.Array:
-  """[B, ...] -> [k, B / k, ...], micro-batch i holding rows i, i + k, ..."""
-  return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
 
 
 def build_two_player_update(players: Players, settings: Settings, g_tx: optax.GradientTransformation,
@@ -97,7 +93,7 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
     g_state, d_state = mutable["generator"], mutable["discriminator"]
     g_opt, d_opt = opt_state["generator"], opt_state["discriminator"]
     lod = players.lod(step)
-    reals = _split(players.real_view(batch[field], lod), s.n_critic)
+    reals = split_micro_batches(players.real_view(batch[field], lod), s.n_critic)
     micro = reals.shape[1]
 
     def critic_step(carry, inputs):

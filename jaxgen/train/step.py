@@ -42,6 +42,12 @@ def ema_update(ema, params, decay: float):
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
+def split_micro_batches(x: jax.Array, k: int) -> jax.Array:
+  """[B, ...] -> [k, B / k, ...]. Micro-batch i takes rows i, i+k, i+2k, ...: each device keeps an
+  equal share of every micro-batch, so splitting needs no communication."""
+  return jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1)
+
+
 def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
                  lr_schedule: optax.Schedule, *, ema_decay: float = 0.0,
                  grad_accum_steps: int = 1, post_update: Callable | None = None) -> Callable:
@@ -57,10 +63,8 @@ def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
     if grad_accum_steps == 1:
       loss, aux, mutable, grads = grads_of(state.params, state.mutable, batch, step_key)
     else:
-      # Micro-batch i takes rows i, i+k, i+2k, ...: each device keeps an equal share of every
-      # micro-batch, so splitting needs no communication.
       k = grad_accum_steps
-      micro = jax.tree.map(lambda x: jnp.swapaxes(x.reshape((x.shape[0] // k, k) + x.shape[1:]), 0, 1), batch)
+      micro = jax.tree.map(lambda x: split_micro_batches(x, k), batch)
 
       def accumulate(carry, inputs):
         mutable, grad_sum, loss_sum, aux_sum = carry
