@@ -3,14 +3,18 @@ Gaussians and the 5x5 grid, several seeds each, judged by modes captured, percen
 samples and reverse KL on 2500 samples (jaxgen.metrics.modes), reported as mean +- standard error.
 
     python experiments/gan_mode_collapse.py --root runs/mode_collapse [--datasets ring8,grid25]
-        [--seeds 5] [--variants vanilla,non_saturating,...] [--steps 3000]
+        [--seeds 5] [--variants vanilla,non_saturating,...] [--steps 3000] [--eval-every N]
+        [--set optimizer.lr=1e-4 ...]
 
-Every run is experiments/gan_mixture2d.py with the variant's overrides, trained by the engine in
-this process (jaxgen.train.loop.Trainer: the same step `jaxgen train` runs). Results go to
-ROOT/<dataset>/<variant>/seed<k>.json with the samples beside them (.npy); a rerun skips finished
-runs, so the script can be stopped and restarted, and seeds are run round-robin over the variants
-so a partial run is balanced. At the end it prints the markdown table and writes
-ROOT/<dataset>_scatter.png (real data and seed 0's samples, one panel per variant).
+Every run is experiments/gan_mixture2d.py with the variant's overrides. The seeds of a variant are
+trained together by jaxgen.train.sweep.SeedSweep: the engine's update (the same two-player step
+`jaxgen train` runs, with its keys, EMA and optimizers) vmapped over seeds in one compiled program,
+each seed's state the one `jaxgen train --config.seed=k` starts from, batches drawn in the graph
+from the in-memory training set. Results go to ROOT/<dataset>/<variant>/seed<k>.json (with the
+measurements every --eval-every steps as 'history') and the samples beside them (.npy); a rerun
+skips finished variants, so the script can be stopped and restarted. At the end it prints the
+markdown table and writes ROOT/<dataset>_scatter.png (real data and seed 0's samples, one panel
+per variant).
 """
 
 from __future__ import annotations
@@ -53,39 +57,52 @@ PUBLISHED = {
 NUM_SAMPLES = 2500
 
 
-def run_one(dataset: str, variant: str, seed: int, steps: int, root: pathlib.Path) -> dict:
+def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: pathlib.Path,
+                eval_every: int, extra: dict) -> list[dict]:
+  """Every seed of one variant, trained together (jaxgen.train.sweep: the engine's update vmapped
+  over seeds); seeds already on disk are skipped."""
   import jax
   from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.data import builtin
   from jaxgen.metrics import modes
-  from jaxgen.train.loop import Trainer
+  from jaxgen.train.sweep import SeedSweep
   out = root / dataset / variant
-  result_path = out / f"seed{seed}.json"
-  if result_path.exists():
-    return json.loads(result_path.read_text())
-  config = load_config_file(HERE / "gan_mixture2d.py")
-  overrides = {"seed": seed, "data.variant": dataset, "train.steps": steps,
-               "train.checkpoint_every": steps, "train.batch_size": 100, **VARIANTS[variant]}
-  apply_overrides(config, overrides)
-  workdir = out / f"seed{seed}_run"
-  shutil.rmtree(workdir, ignore_errors=True)  # an unfinished run starts over (no partial results)
-  t0 = time.perf_counter()
-  trainer = Trainer(config, workdir, progress=False)
-  run = trainer.run()
-  seconds = time.perf_counter() - t0
-  state = trainer.state
-  samples = np.asarray(jax.jit(lambda p, m, k: trainer.method.sample(p, m, k, NUM_SAMPLES))(
-      state.params, state.mutable, jax.random.PRNGKey(1000 + seed)))
-  r = modes.mode_coverage(samples, builtin.toy2d_mode_centres(dataset), builtin.toy2d_mode_std(dataset))
-  result = {"dataset": dataset, "variant": variant, "seed": seed, "steps": steps,
-            "overrides": {k: v for k, v in overrides.items()}, "modes": r.modes_captured,
-            "num_modes": r.num_modes, "high_quality": r.high_quality_percent,
-            "reverse_kl": r.reverse_kl, "histogram": list(r.histogram), "train_seconds": round(seconds, 1),
-            "final_metrics": run.last_metrics}
-  np.save(out / f"seed{seed}_samples.npy", samples.astype(np.float32))
-  result_path.write_text(json.dumps(result, indent=1) + "\n")
-  shutil.rmtree(workdir, ignore_errors=True)  # the checkpoint is not needed (the samples are kept)
-  return result
+  paths = {s: out / f"seed{s}.json" for s in seeds}
+  todo = [s for s in seeds if not paths[s].exists()]
+  if todo:
+    config = load_config_file(HERE / "gan_mixture2d.py")
+    overrides = {"data.variant": dataset, "train.steps": steps, **VARIANTS[variant], **extra}
+    apply_overrides(config, overrides)
+    centres, std = builtin.toy2d_mode_centres(dataset), builtin.toy2d_mode_std(dataset)
+    t0 = time.perf_counter()
+    sweep = SeedSweep(config, todo)
+    sample = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES))
+    history = {s: [] for s in todo}
+
+    def evaluate(step, states, metrics):
+      results = {}
+      for i, s in enumerate(todo):
+        st = sweep.seed_view(i)
+        x = np.asarray(sample(st.ema_params, st.mutable, jax.random.PRNGKey(1000 + s)))
+        r = modes.mode_coverage(x, centres, std)
+        history[s].append({"step": step, "modes": r.modes_captured, "high_quality": r.high_quality_percent,
+                           "reverse_kl": r.reverse_kl})
+        results[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
+      evaluate.last = results
+
+    sweep.run(steps, every=eval_every, callback=evaluate)
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    for s, (x, r, last) in evaluate.last.items():
+      result = {"dataset": dataset, "variant": variant, "seed": s, "steps": steps,
+                "overrides": overrides, "modes": r.modes_captured, "num_modes": r.num_modes,
+                "high_quality": r.high_quality_percent, "reverse_kl": r.reverse_kl,
+                "histogram": list(r.histogram), "history": history[s],
+                "train_seconds_all_seeds": round(seconds, 1), "seeds_trained_together": len(todo),
+                "final_metrics": last}
+      np.save(out / f"seed{s}_samples.npy", x.astype(np.float32))
+      paths[s].write_text(json.dumps(result, indent=1) + "\n")
+  return [json.loads(paths[s].read_text()) for s in seeds]
 
 
 def mean_se(values) -> tuple[float, float]:
@@ -99,7 +116,7 @@ def mean_se(values) -> tuple[float, float]:
 
 def table(dataset: str, results: list[dict]) -> str:
   rows = [f"| {dataset} variant | seeds | modes (of {results[0]['num_modes']}) | high quality % | "
-          "reverse KL | PacGAN Table 1 | train s |", "|---|---|---|---|---|---|---|"]
+          "reverse KL | PacGAN Table 1 | train s (all seeds) |", "|---|---|---|---|---|---|---|"]
   for variant in VARIANTS:
     rs = [r for r in results if r["variant"] == variant]
     if not rs:
@@ -110,7 +127,7 @@ def table(dataset: str, results: list[dict]) -> str:
     pub = PUBLISHED.get(dataset, {}).get(variant)
     pub_text = f"{pub[0]} / {pub[1]}% / {pub[2]}" if pub else ""
     rows.append(f"| {LABELS[variant]} | {len(rs)} | {m[0]:.1f} +- {m[1]:.1f} | {hq[0]:.1f} +- {hq[1]:.1f} | "
-                f"{kl_text} | {pub_text} | {np.median([r['train_seconds'] for r in rs]):.0f} |")
+                f"{kl_text} | {pub_text} | {max(r.get('train_seconds_all_seeds', 0) for r in rs):.0f} |")
   return "\n".join(rows)
 
 
@@ -154,6 +171,18 @@ def scatter(dataset: str, root: pathlib.Path, variants: list[str]) -> pathlib.Pa
   return path
 
 
+def parse_overrides(items: list[str]) -> dict:
+  """KEY=VALUE pairs (values read as JSON where they parse: numbers, true/false, strings)."""
+  out = {}
+  for item in items:
+    key, _, value = item.partition("=")
+    try:
+      out[key] = json.loads(value)
+    except json.JSONDecodeError:
+      out[key] = value
+  return out
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--root", required=True)
@@ -161,6 +190,9 @@ def main(argv=None) -> int:
   p.add_argument("--variants", default=",".join(VARIANTS))
   p.add_argument("--seeds", type=int, default=5)
   p.add_argument("--steps", type=int, default=3000)
+  p.add_argument("--eval-every", type=int, default=0, help="also measure every N steps (kept as 'history')")
+  p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                 help="config overrides for every variant, e.g. optimizer.lr=1e-4")
   p.add_argument("--report-only", action="store_true", help="only print the table and draw the plots")
   args = p.parse_args(argv)
   root = pathlib.Path(args.root)
@@ -171,12 +203,11 @@ def main(argv=None) -> int:
       p.error(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
   if not args.report_only:
     for dataset in datasets:
-      for seed in range(args.seeds):
-        for variant in variants:
-          r = run_one(dataset, variant, seed, args.steps, root)
-          print(f"{dataset} {variant} seed {seed}: {r['modes']}/{r['num_modes']} modes, "
-                f"{r['high_quality']:.1f}% HQ, KL {r['reverse_kl']:.3f} ({r['train_seconds']} s)",
-                flush=True)
+      for variant in variants:
+        for r in run_variant(dataset, variant, list(range(args.seeds)), args.steps, root,
+                             args.eval_every, parse_overrides(args.set)):
+          print(f"{dataset} {variant} seed {r['seed']}: {r['modes']}/{r['num_modes']} modes, "
+                f"{r['high_quality']:.1f}% HQ, KL {r['reverse_kl']:.3f}", flush=True)
   for dataset in datasets:
     results = [json.loads(f.read_text()) for v in variants
                for f in sorted((root / dataset / v).glob("seed*.json"))]

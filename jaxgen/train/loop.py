@@ -62,10 +62,11 @@ def validate(config: ml_collections.ConfigDict, device_count: int) -> None:
 class Trainer:
   """Holds the pieces of a run; `run()` trains until `train.steps` or a signal."""
 
-  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *,
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None, *,
                progress: bool | None = None, devices=None):
+    """workdir None: a trainer for its update and states only (jaxgen.train.sweep); run() needs one."""
     self.config = config
-    self.workdir = pathlib.Path(workdir)
+    self.workdir = None if workdir is None else pathlib.Path(workdir)
     self.mesh = step_lib.make_mesh(devices)
     validate(config, self.mesh.size)
     self.method: Method = build_method(config)
@@ -146,6 +147,8 @@ class Trainer:
   # -- the loop --------------------------------------------------------------------------------
   def run(self) -> RunResult:
     cfg, t = self.config, self.config.train
+    if self.workdir is None:
+      raise ValueError("Trainer.run() needs a workdir (this trainer was built without one).")
     self.workdir.mkdir(parents=True, exist_ok=True)
     ckpt = Checkpointer(self.workdir, max_to_keep=t.get("max_to_keep", 3),
                         async_save=t.get("async_checkpoint", True))

@@ -1,0 +1,99 @@
+"""Several seeds of one config trained at once: the engine's update `vmap`ped over seeds in one
+compiled program.
+
+A small model (a 2D GAN, a tiny image model) leaves most of a device idle, and a benchmark over
+seeds then pays each run's compile, input pipeline and dispatch separately. Here seed s's state is
+exactly the one `Trainer` builds for `config.seed = s`, every seed takes the same update
+(`Trainer.update`: the method's loss or its own two-player step, EMA, post-update hook), and the
+seeds advance together, `steps_per_call` steps per call in a `lax.scan`.
+
+Data: the training split is held in memory (`eval_arrays`: the records `jaxgen train` reads,
+preprocessed the same way) and each step draws its batch uniformly with replacement from it, with
+the key fold_in(fold_in(state.key, DATA_SALT), step). So a seed's run differs from `jaxgen train
+--config.seed=s` only in the order it sees the data (grain's shuffled epochs there). There are no
+checkpoints or logs: this is for sweeps of short runs judged by their final state.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxgen.data import eval_arrays
+from jaxgen.errors import ConfigError
+from jaxgen.train.loop import Trainer
+from jaxgen.train.state import TrainState, create_train_state
+
+DATA_SALT = 0x5EED  # batch indices use fold_in(fold_in(state.key, DATA_SALT), step)
+
+
+def seed_state(trainer: Trainer, seed) -> TrainState:
+  """The fresh state `trainer` would build were config.seed = seed (seed may be traced)."""
+  params_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
+  return create_train_state(trainer.method.init(params_key), trainer.optimizer, run_key)
+
+
+class SeedSweep:
+  """`SeedSweep(config, seeds).run(steps)` -> the final states, stacked on a leading seed axis."""
+
+  def __init__(self, config: ml_collections.ConfigDict, seeds: Sequence[int], *, devices=None):
+    if not seeds:
+      raise ConfigError("A seed sweep needs at least one seed.")
+    self.config = config
+    self.seeds = [int(s) for s in seeds]
+    # One device: the seeds, not the batch, are the parallel axis here.
+    self.trainer = Trainer(config, workdir=None, devices=(devices or jax.devices())[:1])
+    if self.trainer.method.warm_start is not None:
+      raise ConfigError(f"Method '{self.trainer.method.name}' starts from trained weights; a seed "
+                        "sweep starts every seed from the method's own init. Train with `jaxgen train`.")
+    self.data = {k: jnp.asarray(v) for k, v in eval_arrays(config.data, config.data.get("split", "train")).items()}
+    self.num_examples = len(next(iter(self.data.values())))
+    self.states = jax.jit(jax.vmap(lambda s: seed_state(self.trainer, s)))(jnp.asarray(self.seeds))
+    self._calls: dict[int, Callable] = {}
+
+  @property
+  def method(self):
+    return self.trainer.method
+
+  def _batch(self, state: TrainState, data):
+    key = jax.random.fold_in(jax.random.fold_in(state.key, DATA_SALT), state.step)
+    rows = jax.random.randint(key, (self.config.train.batch_size,), 0, self.num_examples)
+    return {k: v[rows] for k, v in data.items()}
+
+  def _call(self, k: int) -> Callable:
+    """k steps of every seed: (states, data) -> (states, metrics[seed, k])."""
+    if k not in self._calls:
+      def one_seed(state, data):
+        return jax.lax.scan(lambda st, _: self.trainer.update(st, self._batch(st, data)), state,
+                            None, length=k)
+      # The data is an argument shared by every seed (a closed-over array would be baked into the
+      # program as a constant).
+      self._calls[k] = jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,))
+    return self._calls[k]
+
+  def step(self) -> np.ndarray:
+    """The number of steps each seed has taken."""
+    return np.asarray(self.states.step)
+
+  def run(self, steps: int | None = None, *, steps_per_call: int | None = None,
+          every: int = 0, callback: Callable | None = None) -> TrainState:
+    """Advance every seed to `steps` (default train.steps). callback(step, states, metrics) runs
+    every `every` steps (and at the end) with the metrics of the last call, [seed, k] arrays."""
+    steps = self.config.train.steps if steps is None else steps
+    k = steps_per_call or self.config.train.steps_per_call
+    done = int(self.step()[0])
+    while done < steps:
+      n = min(k, steps - done, (every - done % every) if every else k)
+      self.states, metrics = self._call(n)(self.states, self.data)
+      done += n
+      if callback is not None and ((every and done % every == 0) or done == steps):
+        callback(done, self.states, jax.tree.map(np.asarray, metrics))
+    return self.states
+
+  def seed_view(self, i: int) -> TrainState:
+    """Seed i's state (index into `seeds`)."""
+    return jax.tree.map(lambda x: x[i], self.states)
