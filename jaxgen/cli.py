@@ -160,13 +160,13 @@ def add_sampling_arguments(parser) -> None:
                       help="StyleGAN's truncation psi (default: the config's sample.truncation)")
 
 
+SAMPLING_FLAGS = ("sampler", "steps", "guidance", "eta", "grid", "truncation", "labels")
+
+
 def sampling_kwargs(args, num: int) -> dict:
   """The keyword arguments of Method.sample that the command line sets."""
   import jax.numpy as jnp
-  kwargs = {k: getattr(args, k) for k in ("sampler", "steps", "guidance", "eta", "grid", "truncation")
-            if getattr(args, k) is not None}
-  if "truncation" in kwargs and not is_gan_args(args):
-    raise ConfigError("--truncation is StyleGAN's; this run's method samples without it.")
+  kwargs = {k: getattr(args, k) for k in SAMPLING_FLAGS if k != "labels" and getattr(args, k) is not None}
   if args.labels:
     try:
       labels = [int(v) for v in args.labels.split(",")]
@@ -176,13 +176,19 @@ def sampling_kwargs(args, num: int) -> dict:
   return kwargs
 
 
-def is_gan_args(args) -> bool:
-  """Whether the run that --workdir names trained a GAN (its saved config says)."""
-  workdir = getattr(args, "workdir", None)
-  if not workdir:
-    return False
-  config_file = pathlib.Path(workdir) / "config.json"
-  return config_file.is_file() and json.loads(config_file.read_text()).get("method") == "gan"
+def check_sampling_options(fn, method_name: str, kwargs: dict) -> None:
+  """Refuse command-line sampling options that `fn` (the method's sample or interpolate) does not
+  take, naming them, rather than failing inside it with a TypeError."""
+  import inspect
+  params = inspect.signature(fn).parameters
+  if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+    return  # the method checks its own options
+  unknown = [k for k in kwargs if k not in params]
+  if unknown:
+    flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+    raise ConfigError(f"{flags}: method '{method_name}' samples without "
+                      f"{'this option' if len(unknown) == 1 else 'these options'}; its options are "
+                      f"{', '.join('--' + k for k in params if k in SAMPLING_FLAGS) or 'none'}.")
 
 
 def write_interpolation(args, trainer, state, params, step, kwargs) -> int:
@@ -213,8 +219,12 @@ def cmd_sample(args, overrides) -> int:
     raise ConfigError(f"jaxgen sample takes no config overrides, got {overrides[0]}.")
   trainer, state, params, step = restore_run(args.workdir, args.params)
   kwargs = sampling_kwargs(args, args.num)
+  method = trainer.method
   if args.interpolate is not None:
+    if method.interpolate is not None:
+      check_sampling_options(method.interpolate, method.name, kwargs)
     return write_interpolation(args, trainer, state, params, step, kwargs)
+  check_sampling_options(method.sample, method.name, kwargs)
   config = trainer.config
   if args.trajectory and config.method == "gan":
     raise ConfigError("--trajectory: a GAN draws a sample in one generator call, with no "

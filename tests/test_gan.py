@@ -346,6 +346,10 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
   assert main(["sample", "--workdir", str(work), "--num", "4", "--truncation", "0.5", "--out",
                str(tmp_path / "x.png")]) == 2
   assert "StyleGAN" in capsys.readouterr().err
+  # An interpolation grid takes no sampler options either (named, not a TypeError).
+  assert main(["sample", "--workdir", str(work), "--num", "12", "--interpolate", "4", "--steps", "10",
+               "--out", str(tmp_path / "x.png")]) == 2
+  assert "--steps: method 'gan' samples without this option" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("override, message", [

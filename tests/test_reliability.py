@@ -128,6 +128,10 @@ def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path):
                                         f"--config.data.path={tmp_path / 'empty'}"), check=False),
                      "holds no PNG or JPEG")
   _expect_user_error(run_cli(["sample", "--workdir", str(tmp_path / "nothing")], check=False), "has no checkpoints")
+  # A sampling option the run's method does not take (StyleGAN's truncation on a DDPM run).
+  _expect_user_error(run_cli(["sample", "--workdir", str(reference_run), "--num", "4", "--truncation",
+                              "0.5", "--out", str(tmp_path / "t.png")], check=False),
+                     "--truncation: method 'ddpm' samples without this option", "--sampler")
   # A checkpoint of another model size: the mismatched entries are named.
   mismatch = tmp_path / "mismatch"
   shutil.copytree(reference_run, mismatch)
