@@ -280,6 +280,43 @@ def test_stylegan_truncation_mixing_and_w_average():
   np.testing.assert_allclose(low[:, ::2, ::2], low[:, 1::2, 1::2], rtol=1e-5, atol=1e-6)
 
 
+def test_stylegan_interpolates_in_w_with_one_noise_image_for_the_grid():
+  """styles + synthesize is the sampling path; the method's w grid is the straight line between
+  the end points' styles, every image drawn with the same noise."""
+  from jaxgen.config import load_config_file
+  from jaxgen.method import build_method
+  c = load_config_file(REPO / "experiments" / "stylegan_digits.py")
+  c.model.w_dim, c.model.mapping_depth, c.model.g_ch, c.model.d_ch, c.model.max_ch = 8, 2, 8, 8, 16
+  c.model.progressive = False
+  c.gan.latent_dim = 8
+  method = build_method(c)
+  gen = method.model
+  variables = method.init(jax.random.PRNGKey(0))
+  # Noise strengths start at 0; make the noise visible.
+  params = jax.tree_util.tree_map_with_path(
+      lambda path, x: x + 0.5 if "noise_strength" in jax.tree_util.keystr(path) else x, variables["params"])
+  mutable = {k: v for k, v in variables.items() if k != "params"}
+  g_vars = {"params": params["generator"], **mutable["generator"]}
+  key = jax.random.PRNGKey(3)
+  z = jax.random.normal(key, (3, 8))
+  direct = gen.apply(g_vars, z, False, key=key, truncation=0.7)
+  ws = gen.apply(g_vars, z, 0.7, method=gen.styles)
+  np.testing.assert_allclose(gen.apply(g_vars, ws, key, method=gen.synthesize), direct, rtol=1e-5, atol=1e-6)
+  # Shared noise: equal styles give equal images; per-image noise does not.
+  same = jnp.broadcast_to(ws[:1], ws.shape)
+  shared = gen.apply(g_vars, same, key, 0.0, True, method=gen.synthesize)
+  np.testing.assert_allclose(shared, jnp.broadcast_to(shared[:1], shared.shape), rtol=1e-5, atol=1e-6)
+  apart = gen.apply(g_vars, same, key, method=gen.synthesize)
+  assert float(jnp.abs(apart[0] - apart[1]).max()) > 1e-3
+  # The grid: 2 rows x 3 columns; column t of a row is synthesize(w0 + t (w1 - w0)).
+  grid = method.interpolate(params, mutable, key, 2, 3, truncation=0.7)
+  k0, k1, noise_key = jax.random.split(key, 3)
+  w0, w1 = (gen.apply(g_vars, jax.random.normal(k, (2, 8)), 0.7, method=gen.styles) for k in (k0, k1))
+  for col, t in enumerate((0.0, 0.5, 1.0)):
+    expected = gen.apply(g_vars, w0 + t * (w1 - w0), noise_key, 0.0, True, method=gen.synthesize)
+    np.testing.assert_allclose(grid.reshape((2, 3) + grid.shape[1:])[:, col], expected, rtol=1e-4, atol=1e-5)
+
+
 # -- whole runs --------------------------------------------------------------------------------------
 
 _DEVICE_SCRIPT = r"""

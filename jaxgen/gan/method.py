@@ -86,6 +86,9 @@ def sample_config(**values) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict({
       "truncation": 1.0,              # StyleGAN's psi (1: no truncation)
       "batch_norm": "running",        # running | batch: the generator's BatchNorm statistics
+      "interpolation": "auto",        # latent grids: z (slerp of the latents) | w (StyleGAN: lerp of
+                                      # the styles, as in its perceptual path length) | auto (w for
+                                      # StyleGAN, z otherwise)
   })
   c.update(values)
   return c
@@ -159,6 +162,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
              "and model.minibatch_kernels=0.")
   _require(smp.batch_norm in ("running", "batch"), f"Config key 'sample.batch_norm' must be running "
            f"or batch, not '{smp.batch_norm}'.")
+  _require(smp.interpolation in ("auto", "z", "w"), f"Config key 'sample.interpolation' must be "
+           f"auto, z or w, not '{smp.interpolation}'.")
+  _require(smp.interpolation != "w" or m.name == "stylegan", "Config key 'sample.interpolation' is w, "
+           "which needs StyleGAN's mapping network (model.name=stylegan); use z.")
   _require(smp.truncation >= 0, f"Config key 'sample.truncation' must be >= 0, got {smp.truncation}.")
   t = config.train
   _require(t.get("grad_accum_steps", 1) == 1, "Config key 'train.grad_accum_steps' must be 1 for a "
@@ -333,17 +340,30 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     z_key, noise_key = jax.random.split(key)
     return generator_output(params, mutable, latent(z_key, num), noise_key, psi)
 
+  interpolation = smp.interpolation if smp.interpolation != "auto" else ("w" if is_style else "z")
+
   def interpolate(params, mutable, key, rows, cols, truncation=None):
-    """rows x cols samples, row-major: each row slerps between two latents (Gaussian latents keep
-    their norm on the great circle; White 2016)."""
+    """rows x cols samples, row-major, each row from one latent to another: in z by slerp
+    (Gaussian latents keep their norm on the great circle; White 2016), or for StyleGAN in W by
+    linear interpolation of the (truncated) styles (Karras et al. 2019). One noise image per layer
+    for the whole grid: along a row only the latent changes."""
     psi = resolve_truncation(truncation)
     k0, k1, noise_key = jax.random.split(key, 3)
     z0, z1 = latent(k0, rows), latent(k1, rows)
     t = jnp.linspace(0.0, 1.0, cols)
-    z = jax.vmap(lambda ti: slerp(z0, z1, ti))(t)            # [cols, rows, latent]
-    z = jnp.swapaxes(z, 0, 1).reshape(rows * cols, g.latent_dim)
-    # One noise key for every image: along a row only the latent changes.
-    return generator_output(params, mutable, z, noise_key, psi)
+    if interpolation == "z":
+      z = jax.vmap(lambda ti: slerp(z0, z1, ti))(t)            # [cols, rows, latent]
+      z = jnp.swapaxes(z, 0, 1).reshape(rows * cols, g.latent_dim)
+      if not is_style:
+        return generator_output(params, mutable, z, noise_key, psi)
+      variables = {"params": params["generator"], **mutable["generator"]}
+      ws = gen.apply(variables, z, psi, method=gen.styles)
+    else:
+      variables = {"params": params["generator"], **mutable["generator"]}
+      w0, w1 = (gen.apply(variables, zi, psi, method=gen.styles) for zi in (z0, z1))
+      ws = w0[:, None] + t[None, :, None, None] * (w1 - w0)[:, None]   # [rows, cols, layers, w]
+      ws = ws.reshape((rows * cols,) + ws.shape[2:])
+    return gen.apply(variables, ws, noise_key, mutable.get("lod", 0.0), True, method=gen.synthesize)
 
   joint = optax.GradientTransformation(
       init=lambda p: {"generator": g_tx.init(p["generator"]), "discriminator": d_tx.init(p["discriminator"])},

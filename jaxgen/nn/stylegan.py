@@ -150,10 +150,14 @@ class SynthesisNetwork(nn.Module):
     return 2 * self.levels
 
   @nn.compact
-  def __call__(self, ws: jax.Array, noise_key: jax.Array, lod: jax.Array | float = 0.0) -> jax.Array:
+  def __call__(self, ws: jax.Array, noise_key: jax.Array, lod: jax.Array | float = 0.0,
+               shared_noise: bool = False) -> jax.Array:
+    """ws [B, num_layers, w_dim] -> images. shared_noise: one noise image per layer for the whole
+    batch (interpolation grids, where only the styles should change along a row)."""
     b = ws.shape[0]
     keys = jax.random.split(noise_key, self.num_layers)
-    noise = lambda i, h: jax.random.normal(keys[i], h.shape[:3] + (1,), h.dtype)
+    noise = lambda i, h: jnp.broadcast_to(jax.random.normal(
+        keys[i], ((1,) if shared_noise else h.shape[:1]) + h.shape[1:3] + (1,), h.dtype), h.shape[:3] + (1,))
     levels = self.levels
     ch0 = channels_at(0, levels, self.base_ch, self.max_ch)
     h = jnp.broadcast_to(self.param("const", nn.initializers.ones, (1, 4, 4, ch0)), (b, 4, 4, ch0))
@@ -219,11 +223,26 @@ class StyleGANGenerator(nn.Module):
         second = jnp.arange(num_layers)[None, :] >= cut[:, None]
         ws = jnp.where(second[..., None], w2[:, None], ws)
     else:
-      cutoff = self.truncation_cutoff or num_layers
-      centre = jax.lax.stop_gradient(self.w_avg.value)
-      truncated = centre + jnp.asarray(truncation, ws.dtype) * (ws - centre)
-      ws = jnp.where((jnp.arange(num_layers) < cutoff)[None, :, None], truncated, ws)
+      ws = self._truncate(ws, truncation)
     return self.synthesis(ws, noise_key, lod)
+
+  def _truncate(self, ws: jax.Array, truncation) -> jax.Array:
+    cutoff = self.truncation_cutoff or self.synthesis.num_layers
+    centre = jax.lax.stop_gradient(self.w_avg.value)
+    truncated = centre + jnp.asarray(truncation, ws.dtype) * (ws - centre)
+    return jnp.where((jnp.arange(ws.shape[1]) < cutoff)[None, :, None], truncated, ws)
+
+  def styles(self, z: jax.Array, truncation: jax.Array | float = 1.0) -> jax.Array:
+    """z [B, z_dim] -> the per-layer styles [B, num_layers, w_dim] that sampling synthesises
+    (mapped, truncated; no mixing)."""
+    w = self.mapping(z)
+    ws = jnp.broadcast_to(w[:, None], (w.shape[0], self.synthesis.num_layers, w.shape[-1]))
+    return self._truncate(ws, truncation)
+
+  def synthesize(self, ws: jax.Array, key: jax.Array, lod: jax.Array | float = 0.0,
+                 shared_noise: bool = False) -> jax.Array:
+    """Per-layer styles [B, num_layers, w_dim] -> images (the synthesis network alone)."""
+    return self.synthesis(ws, jax.random.split(key, 4)[0], lod, shared_noise)
 
 
 class StyleGANDiscriminator(nn.Module):
