@@ -130,6 +130,26 @@ def table(dataset: str, results: list[dict]) -> str:
   return "\n".join(rows)
 
 
+def history_table(dataset: str, results: list[dict]) -> str:
+  """Mean modes / mean high-quality % over the seeds at each measured step (--eval-every)."""
+  steps = sorted({h["step"] for r in results for h in r.get("history", [])})
+  if not steps:
+    return ""
+  rows = [f"| {dataset}: modes / HQ % at step | " + " | ".join(str(s) for s in steps) + " |",
+          "|---|" + "---|" * len(steps)]
+  for variant in VARIANTS:
+    rs = [r for r in results if r["variant"] == variant and r.get("history")]
+    if not rs:
+      continue
+    cells = []
+    for step in steps:
+      at = [h for r in rs for h in r["history"] if h["step"] == step]
+      cells.append(f"{np.mean([h['modes'] for h in at]):.1f} / {np.mean([h['high_quality'] for h in at]):.1f}"
+                   if at else "")
+    rows.append(f"| {LABELS[variant]} | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
 def scatter(dataset: str, root: pathlib.Path, variants: list[str]) -> pathlib.Path | None:
   import matplotlib
   matplotlib.use("Agg")
@@ -212,6 +232,9 @@ def main(argv=None) -> int:
                for f in sorted((root / dataset / v).glob("seed*.json"))]
     if results:
       print(table(dataset, results) + "\n")
+      history = history_table(dataset, results)
+      if history:
+        print(history + "\n")
       picture = scatter(dataset, root, variants)
       if picture:
         print(f"wrote {picture}")
