@@ -291,30 +291,39 @@ def test_stylegan_interpolates_in_w_with_one_noise_image_for_the_grid():
   c.gan.latent_dim = 8
   method = build_method(c)
   gen = method.model
-  variables = method.init(jax.random.PRNGKey(0))
-  # Noise strengths start at 0; make the noise visible.
-  params = jax.tree_util.tree_map_with_path(
-      lambda path, x: x + 0.5 if "noise_strength" in jax.tree_util.keystr(path) else x, variables["params"])
-  mutable = {k: v for k, v in variables.items() if k != "params"}
-  g_vars = {"params": params["generator"], **mutable["generator"]}
-  key = jax.random.PRNGKey(3)
-  z = jax.random.normal(key, (3, 8))
-  direct = gen.apply(g_vars, z, False, key=key, truncation=0.7)
-  ws = gen.apply(g_vars, z, 0.7, method=gen.styles)
-  np.testing.assert_allclose(gen.apply(g_vars, ws, key, method=gen.synthesize), direct, rtol=1e-5, atol=1e-6)
+
+  @jax.jit
+  def run(key):
+    variables = method.init(jax.random.PRNGKey(0))
+    # Noise strengths start at 0; make the noise visible.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x + 0.5 if "noise_strength" in jax.tree_util.keystr(path) else x,
+        variables["params"])
+    mutable = {k: v for k, v in variables.items() if k != "params"}
+    g_vars = {"params": params["generator"], **mutable["generator"]}
+    styles = lambda z: gen.apply(g_vars, z, 0.7, method=gen.styles)
+    synth = lambda ws, k, shared=False: gen.apply(g_vars, ws, k, 0.0, shared, method=gen.synthesize)
+    z = jax.random.normal(key, (3, 8))
+    ws = styles(z)
+    same = jnp.broadcast_to(ws[:1], ws.shape)
+    out = {"direct": gen.apply(g_vars, z, False, key=key, truncation=0.7), "two_part": synth(ws, key),
+           "shared": synth(same, key, True), "apart": synth(same, key),
+           "grid": method.interpolate(params, mutable, key, 2, 3, truncation=0.7)}
+    k0, k1, noise_key = jax.random.split(key, 3)
+    w0, w1 = (styles(jax.random.normal(k, (2, 8))) for k in (k0, k1))
+    out["columns"] = [synth(w0 + t * (w1 - w0), noise_key, True) for t in (0.0, 0.5, 1.0)]
+    return out
+
+  out = run(jax.random.PRNGKey(3))
+  np.testing.assert_allclose(out["two_part"], out["direct"], rtol=1e-5, atol=1e-6)
   # Shared noise: equal styles give equal images; per-image noise does not.
-  same = jnp.broadcast_to(ws[:1], ws.shape)
-  shared = gen.apply(g_vars, same, key, 0.0, True, method=gen.synthesize)
+  shared = out["shared"]
   np.testing.assert_allclose(shared, jnp.broadcast_to(shared[:1], shared.shape), rtol=1e-5, atol=1e-6)
-  apart = gen.apply(g_vars, same, key, method=gen.synthesize)
-  assert float(jnp.abs(apart[0] - apart[1]).max()) > 1e-3
+  assert float(jnp.abs(out["apart"][0] - out["apart"][1]).max()) > 1e-3
   # The grid: 2 rows x 3 columns; column t of a row is synthesize(w0 + t (w1 - w0)).
-  grid = method.interpolate(params, mutable, key, 2, 3, truncation=0.7)
-  k0, k1, noise_key = jax.random.split(key, 3)
-  w0, w1 = (gen.apply(g_vars, jax.random.normal(k, (2, 8)), 0.7, method=gen.styles) for k in (k0, k1))
-  for col, t in enumerate((0.0, 0.5, 1.0)):
-    expected = gen.apply(g_vars, w0 + t * (w1 - w0), noise_key, 0.0, True, method=gen.synthesize)
-    np.testing.assert_allclose(grid.reshape((2, 3) + grid.shape[1:])[:, col], expected, rtol=1e-4, atol=1e-5)
+  grid = out["grid"].reshape((2, 3) + out["grid"].shape[1:])
+  for col, expected in enumerate(out["columns"]):
+    np.testing.assert_allclose(grid[:, col], expected, rtol=1e-4, atol=1e-5)
 
 
 # -- whole runs --------------------------------------------------------------------------------------
