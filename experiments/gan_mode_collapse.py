@@ -77,28 +77,27 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
     sweep = SeedSweep(config, todo)
     sample = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES))
     history = {s: [] for s in todo}
+    last = {}  # seed -> (samples, ModeResult, final metrics) at the latest measurement
 
     def evaluate(step, states, metrics):
-      results = {}
       for i, s in enumerate(todo):
         st = sweep.seed_view(i)
         x = np.asarray(sample(st.ema_params, st.mutable, jax.random.PRNGKey(1000 + s)))
         r = modes.mode_coverage(x, centres, std)
         history[s].append({"step": step, "modes": r.modes_captured, "high_quality": r.high_quality_percent,
                            "reverse_kl": r.reverse_kl})
-        results[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
-      evaluate.last = results
+        last[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
 
     sweep.run(steps, every=eval_every, callback=evaluate)
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    for s, (x, r, last) in evaluate.last.items():
+    for s, (x, r, final) in last.items():
       result = {"dataset": dataset, "variant": variant, "seed": s, "steps": steps,
                 "overrides": overrides, "modes": r.modes_captured, "num_modes": r.num_modes,
                 "high_quality": r.high_quality_percent, "reverse_kl": r.reverse_kl,
                 "histogram": list(r.histogram), "history": history[s],
                 "train_seconds_all_seeds": round(seconds, 1), "seeds_trained_together": len(todo),
-                "final_metrics": last}
+                "final_metrics": final}
       np.save(out / f"seed{s}_samples.npy", x.astype(np.float32))
       paths[s].write_text(json.dumps(result, indent=1) + "\n")
   return [json.loads(paths[s].read_text()) for s in seeds]

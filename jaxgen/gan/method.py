@@ -19,7 +19,6 @@ generator (and, unused, of the discriminator); sampling uses the EMA generator b
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
@@ -351,15 +350,14 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     k0, k1, noise_key = jax.random.split(key, 3)
     z0, z1 = latent(k0, rows), latent(k1, rows)
     t = jnp.linspace(0.0, 1.0, cols)
+    variables = {"params": params["generator"], **mutable["generator"]}
     if interpolation == "z":
       z = jax.vmap(lambda ti: slerp(z0, z1, ti))(t)            # [cols, rows, latent]
       z = jnp.swapaxes(z, 0, 1).reshape(rows * cols, g.latent_dim)
       if not is_style:
         return generator_output(params, mutable, z, noise_key, psi)
-      variables = {"params": params["generator"], **mutable["generator"]}
       ws = gen.apply(variables, z, psi, method=gen.styles)
     else:
-      variables = {"params": params["generator"], **mutable["generator"]}
       w0, w1 = (gen.apply(variables, zi, psi, method=gen.styles) for zi in (z0, z1))
       ws = w0[:, None] + t[None, :, None, None] * (w1 - w0)[:, None]   # [rows, cols, layers, w]
       ws = ws.reshape((rows * cols,) + ws.shape[2:])

@@ -87,16 +87,21 @@ class Trainer:
                                         post_update=self.method.post_update)
 
   # -- state -----------------------------------------------------------------------------------
-  def _keys(self):
-    return jax.random.split(jax.random.PRNGKey(self.config.seed))
+  def _keys(self, seed=None):
+    return jax.random.split(jax.random.PRNGKey(self.config.seed if seed is None else seed))
+
+  def fresh_state(self, seed=None) -> TrainState:
+    """The method's init as a train state for `seed` (default config.seed; may be traced), before
+    any warm start. Not jitted."""
+    params_key, run_key = self._keys(seed)
+    return create_train_state(self.method.init(params_key), self.optimizer, run_key)
 
   def init_state(self) -> TrainState:
     """A fresh state: the method's init, then its warm start (trained variables) if it has one."""
     params_key, run_key = self._keys()
     replicated = step_lib.replicated(self.mesh)
     if self.method.warm_start is None:
-      make = lambda: create_train_state(self.method.init(params_key), self.optimizer, run_key)
-      return jax.jit(make, out_shardings=replicated)()
+      return jax.jit(self.fresh_state, out_shardings=replicated)()
     # Warm start: fresh variables on the host, some replaced by trained ones, then placed.
     fresh = jax.tree.map(np.asarray, jax.jit(self.method.init)(params_key))
     variables = self.method.warm_start(fresh)
@@ -109,9 +114,7 @@ class Trainer:
     return jax.jit(make, out_shardings=replicated)(variables)
 
   def abstract_state(self) -> TrainState:
-    params_key, run_key = self._keys()
-    make = lambda: create_train_state(self.method.init(params_key), self.optimizer, run_key)
-    return abstract_like(jax.eval_shape(make), step_lib.replicated(self.mesh))
+    return abstract_like(jax.eval_shape(self.fresh_state), step_lib.replicated(self.mesh))
 
   # -- data ------------------------------------------------------------------------------------
   def make_data_iterator(self):

@@ -26,15 +26,9 @@ import numpy as np
 from jaxgen.data import eval_arrays
 from jaxgen.errors import ConfigError
 from jaxgen.train.loop import Trainer
-from jaxgen.train.state import TrainState, create_train_state
+from jaxgen.train.state import TrainState
 
 DATA_SALT = 0x5EED  # batch indices use fold_in(fold_in(state.key, DATA_SALT), step)
-
-
-def seed_state(trainer: Trainer, seed) -> TrainState:
-  """The fresh state `trainer` would build were config.seed = seed (seed may be traced)."""
-  params_key, run_key = jax.random.split(jax.random.PRNGKey(seed))
-  return create_train_state(trainer.method.init(params_key), trainer.optimizer, run_key)
 
 
 class SeedSweep:
@@ -52,7 +46,7 @@ class SeedSweep:
                         "sweep starts every seed from the method's own init. Train with `jaxgen train`.")
     self.data = {k: jnp.asarray(v) for k, v in eval_arrays(config.data, config.data.get("split", "train")).items()}
     self.num_examples = len(next(iter(self.data.values())))
-    self.states = jax.jit(jax.vmap(lambda s: seed_state(self.trainer, s)))(jnp.asarray(self.seeds))
+    self.states = jax.jit(jax.vmap(self.trainer.fresh_state))(jnp.asarray(self.seeds))
     self._calls: dict[int, Callable] = {}
 
   @property
