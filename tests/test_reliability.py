@@ -42,6 +42,7 @@ def test_same_seed_twice_gives_bitwise_identical_losses(reference_run, tmp_path)
   assert sorted(losses(tmp_path)) == list(range(2, 13, 2))
 
 
+@pytest.mark.long
 def test_eight_devices_match_one_device(reference_run, tmp_path):
   run_cli(train_args(tmp_path), devices=8)
   ref, got = losses(reference_run), losses(tmp_path)
@@ -174,6 +175,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.long
 def test_two_processes_match_one_process(reference_run, tmp_path):
   port = _free_port()
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONUNBUFFERED="1")
