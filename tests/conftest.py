@@ -3,11 +3,18 @@
 The builtin datasets are prepared once per session in a temporary data dir (also used by the
 subprocesses the end-to-end tests start). Multi-device tests run in subprocesses with
 XLA_FLAGS=--xla_force_host_platform_device_count=8, because the flag must be set before JAX starts.
+
+The suite runs in parallel workers (pytest-xdist, `-n 2`): the data dir and the cache are made once
+by the controlling process, whose environment the workers inherit, and shared (dataset preparation
+and the domain classifier's training take file locks); the trained runs that several test files use
+are built once under a lock too. Each worker keeps its own XLA compilation cache: JAX writes cache
+entries in place, so a shared one could be read half-written.
 """
 
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -15,16 +22,17 @@ import tempfile
 import pytest
 
 _DATA_DIR = os.environ.get("JAXGEN_TEST_DATA_DIR") or tempfile.mkdtemp(prefix="jaxgen-test-data-")
-os.environ["JAXGEN_DATA_DIR"] = _DATA_DIR
+os.environ["JAXGEN_DATA_DIR"] = os.environ["JAXGEN_TEST_DATA_DIR"] = _DATA_DIR
 # Feature networks and reference statistics are cached per session (trained/computed once).
 _CACHE_DIR = os.environ.get("JAXGEN_TEST_CACHE_DIR") or tempfile.mkdtemp(prefix="jaxgen-test-cache-")
-os.environ["JAXGEN_CACHE_DIR"] = _CACHE_DIR
+os.environ["JAXGEN_CACHE_DIR"] = os.environ["JAXGEN_TEST_CACHE_DIR"] = _CACHE_DIR
 
 # One persistent XLA compilation cache for the session, shared by this process and every subprocess
 # the end-to-end tests start: the same tiny train step is compiled by a dozen `jaxgen train` runs,
 # and a cache hit turns each 25 s compile into a load (a run went from 39 s to 11 s, bitwise the
 # same losses). Set before JAX is imported anywhere.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_CACHE_DIR, "xla"))
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = os.path.join(_CACHE_DIR, f"xla-{_WORKER}")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -55,18 +63,36 @@ def data_dir():
   return pathlib.Path(_DATA_DIR)
 
 
+def built_once(tmp_path_factory, name: str, build) -> pathlib.Path:
+  """The directory NAME made by build(path) once per test session, shared by the xdist workers
+  (the first one builds it under a lock; a build that failed is redone by the next)."""
+  if _WORKER == "main":  # not under xdist
+    path = tmp_path_factory.mktemp(name)
+    build(path)
+    return path
+  from jaxgen.locks import file_lock
+  root = tmp_path_factory.getbasetemp().parent  # this session's, common to its workers
+  path = root / f"shared-{name}"
+  with file_lock(root / f"shared-{name}.lock"):
+    if not (root / f"shared-{name}.done").exists():
+      shutil.rmtree(path, ignore_errors=True)
+      path.mkdir()
+      build(path)
+      (root / f"shared-{name}.done").touch()
+  return path
+
+
 @pytest.fixture(scope="session")
 def reference_run(tmp_path_factory):
-  """The tiny DDPM trained uninterrupted for 12 steps on 1 device: the baseline of several tests."""
-  workdir = tmp_path_factory.mktemp("reference")
-  run_cli(["train", "--config", TINY, "--workdir", str(workdir), "--no-progress"])
-  return workdir
+  """The tiny DDPM trained uninterrupted for 12 steps on 1 device: the baseline of several tests.
+  Shared: tests copy it before changing anything in it."""
+  return built_once(tmp_path_factory, "reference", lambda workdir: run_cli(
+      ["train", "--config", TINY, "--workdir", str(workdir), "--no-progress"]))
 
 
 @pytest.fixture(scope="session")
 def tiny_flow_run(tmp_path_factory):
   """A tiny rectified flow on the 2D ring, trained once per session (reflow source, CD teacher)."""
-  workdir = tmp_path_factory.mktemp("flow") / "rf1"
-  run_cli(["train", "--config", str(REPO / "tests" / "configs" / "tiny_flow.py"), "--workdir",
-           str(workdir), "--no-progress"])
-  return workdir
+  return built_once(tmp_path_factory, "flow", lambda root: run_cli(
+      ["train", "--config", str(REPO / "tests" / "configs" / "tiny_flow.py"), "--workdir",
+       str(root / "rf1"), "--no-progress"])) / "rf1"

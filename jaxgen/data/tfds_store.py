@@ -10,8 +10,6 @@ missing dataset would try to download it, and nothing can be downloaded on an of
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import pathlib
 
@@ -19,23 +17,13 @@ import numpy as np
 
 from jaxgen.data import builtin
 from jaxgen.errors import DataError
+from jaxgen.locks import file_lock
 
 
 def default_data_dir() -> pathlib.Path:
   """`$JAXGEN_DATA_DIR`, else `~/.cache/jaxgen/tensorflow_datasets`."""
   env = os.environ.get("JAXGEN_DATA_DIR")
   return pathlib.Path(env) if env else pathlib.Path.home() / ".cache" / "jaxgen" / "tensorflow_datasets"
-
-
-@contextlib.contextmanager
-def _file_lock(path: pathlib.Path):
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path, "w") as handle:
-    fcntl.flock(handle, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _builder_classes():
@@ -146,7 +134,7 @@ def builtin_builder(name: str, data_dir: pathlib.Path, *, image_size: int = 32, 
     builder = toy_cls(data_dir=str(data_dir), config=config)
   else:
     raise DataError(f"'{name}' is not a builtin dataset (digits, shapes, toy2d).")
-  with _file_lock(pathlib.Path(data_dir) / f".{name}.lock"):
+  with file_lock(pathlib.Path(data_dir) / f".{name}.lock"):
     if not builder.is_prepared():
       tfds.disable_progress_bar()
       builder.download_and_prepare(file_format="array_record")

@@ -27,6 +27,7 @@ import optax
 
 from jaxgen.data import builtin, data_config, eval_arrays
 from jaxgen.errors import CheckpointError, DataError
+from jaxgen.locks import file_lock, private_temp_path
 from jaxgen.metrics.features import FeatureNetwork
 from jaxgen.nn.layers import Conv2D
 
@@ -157,25 +158,26 @@ def load_or_train(data_cfg: ml_collections.ConfigDict, seed: int = 0, *, log=Non
   template = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
                                                jnp.zeros((1, spec.image_size, spec.image_size,
                                                           spec.channels)))["params"])
-  if weights_path.exists() and info_path.exists():
-    try:
-      params = flax.serialization.from_bytes(template, weights_path.read_bytes())
-      info = json.loads(info_path.read_text())
-    except Exception as e:  # noqa: BLE001  (any decoding failure means the cache file is broken)
-      raise CheckpointError(f"The cached domain classifier {weights_path} is unreadable ({e}). "
-                            "Delete it and it will be retrained.") from None
-    return model, params, info
-  log(f"Training the {spec.dataset} domain classifier (seed {seed}; cached in {directory})...")
-  params, accuracy = _train(spec, seed, log)
-  log(f"  test accuracy {accuracy:.4f}")
-  data = flax.serialization.to_bytes(params)
-  info = {"dataset": spec.key, "seed": seed, "arch_version": ARCH_VERSION,
-          "test_accuracy": accuracy, "sha256": hashlib.sha256(data).hexdigest()}
-  directory.mkdir(parents=True, exist_ok=True)
-  tmp = weights_path.with_suffix(".tmp")
-  tmp.write_bytes(data)
-  info_path.write_text(json.dumps(info, indent=1))
-  tmp.replace(weights_path)  # last: a complete weights file implies a complete info file
+  # Under the lock, so that parallel jobs sharing the cache train the classifier once.
+  with file_lock(directory / f".{stem}.lock"):
+    if weights_path.exists() and info_path.exists():
+      try:
+        params = flax.serialization.from_bytes(template, weights_path.read_bytes())
+        info = json.loads(info_path.read_text())
+      except Exception as e:  # noqa: BLE001  (any decoding failure means the cache file is broken)
+        raise CheckpointError(f"The cached domain classifier {weights_path} is unreadable ({e}). "
+                              "Delete it and it will be retrained.") from None
+      return model, params, info
+    log(f"Training the {spec.dataset} domain classifier (seed {seed}; cached in {directory})...")
+    params, accuracy = _train(spec, seed, log)
+    log(f"  test accuracy {accuracy:.4f}")
+    data = flax.serialization.to_bytes(params)
+    info = {"dataset": spec.key, "seed": seed, "arch_version": ARCH_VERSION,
+            "test_accuracy": accuracy, "sha256": hashlib.sha256(data).hexdigest()}
+    tmp = private_temp_path(weights_path)
+    tmp.write_bytes(data)
+    info_path.write_text(json.dumps(info, indent=1))
+    tmp.replace(weights_path)  # last: a complete weights file implies a complete info file
   return model, params, info
 
 

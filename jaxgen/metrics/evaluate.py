@@ -22,6 +22,7 @@ import numpy as np
 
 from jaxgen.data import builtin, eval_arrays, pipeline
 from jaxgen.errors import ConfigError, DataError
+from jaxgen.locks import private_temp_path
 from jaxgen.metrics import frechet, manifold, modes
 from jaxgen.metrics.features import FeatureNetwork, extract_all, point_network
 
@@ -120,7 +121,7 @@ def reference(data_cfg: ml_collections.ConfigDict, network: FeatureNetwork, *, s
   digest = array_digest(examples)
   path.parent.mkdir(parents=True, exist_ok=True)
   extra = {"probs": out["probs"]} if "probs" in out else {}
-  tmp = path.with_suffix(".tmp.npz")
+  tmp = private_temp_path(path, ".tmp.npz")  # np.savez keeps a .npz name as given
   np.savez(tmp, features=out["features"].astype(np.float32), mean=stats.mean, cov=stats.cov,
            count=np.int64(stats.count), content_digest=np.asarray(digest), **extra)
   tmp.replace(path)
