@@ -4,7 +4,7 @@ samples and reverse KL on 2500 samples (jaxgen.metrics.modes), reported as mean 
 
     python experiments/gan_mode_collapse.py --root runs/mode_collapse [--datasets ring8,grid25]
         [--seeds 5] [--variants vanilla,non_saturating,...] [--steps 3000] [--eval-every N]
-        [--set optimizer.lr=1e-4 ...]
+        [--set train.ema_decay=0 ...]
 
 Every run is experiments/gan_mixture2d.py with the variant's overrides. The seeds of a variant are
 trained together by jaxgen.train.sweep.SeedSweep: the engine's update (the same two-player step
@@ -57,12 +57,13 @@ NUM_SAMPLES = 2500
 
 
 def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: pathlib.Path,
-                eval_every: int, extra: dict) -> list[dict]:
+                eval_every: int, extra: dict, online: bool = False) -> list[dict]:
   """Every seed of one variant, trained together (jaxgen.train.sweep: the engine's update vmapped
   over seeds); seeds already on disk are skipped."""
   import jax
   from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.data import builtin
+  from jaxgen.method import build_method
   from jaxgen.metrics import modes
   from jaxgen.train.sweep import SeedSweep
   out = root / dataset / variant
@@ -76,6 +77,11 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
     t0 = time.perf_counter()
     sweep = SeedSweep(config, todo)
     sample = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES))
+    if online:  # the online weights with the running BatchNorm averages gathered with them
+      online_config = config.copy_and_resolve_references()
+      online_config.sample.batch_norm = "running"
+      online_method = build_method(online_config)
+      sample_online = jax.jit(lambda p, m, k: online_method.sample(p, m, k, NUM_SAMPLES))
     history = {s: [] for s in todo}
     last = {}  # seed -> (samples, ModeResult, final metrics) at the latest measurement
 
@@ -84,8 +90,14 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
         st = sweep.seed_view(i)
         x = np.asarray(sample(st.ema_params, st.mutable, jax.random.PRNGKey(1000 + s)))
         r = modes.mode_coverage(x, centres, std)
-        history[s].append({"step": step, "modes": r.modes_captured, "high_quality": r.high_quality_percent,
-                           "reverse_kl": r.reverse_kl})
+        entry = {"step": step, "modes": r.modes_captured, "high_quality": r.high_quality_percent,
+                 "reverse_kl": r.reverse_kl}
+        if online:
+          o = modes.mode_coverage(np.asarray(sample_online(st.params, st.mutable, jax.random.PRNGKey(1000 + s))),
+                                  centres, std)
+          entry.update(online_modes=o.modes_captured, online_high_quality=o.high_quality_percent,
+                       online_reverse_kl=o.reverse_kl)
+        history[s].append(entry)
         last[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
 
     sweep.run(steps, every=eval_every, callback=evaluate)
@@ -129,24 +141,27 @@ def table(dataset: str, results: list[dict]) -> str:
   return "\n".join(rows)
 
 
-def history_table(dataset: str, results: list[dict]) -> str:
-  """Mean modes / mean high-quality % over the seeds at each measured step (--eval-every)."""
+def history_table(dataset: str, results: list[dict], prefix: str = "") -> str:
+  """Mean modes / mean high-quality % over the seeds at each measured step (--eval-every); with
+  prefix 'online_', those of the online generator (--online)."""
   steps = sorted({h["step"] for r in results for h in r.get("history", [])})
   if not steps:
     return ""
-  rows = [f"| {dataset}: modes / HQ % at step | " + " | ".join(str(s) for s in steps) + " |",
+  which = "online generator, " if prefix else ""
+  rows = [f"| {dataset} ({which}modes / HQ %) at step | " + " | ".join(str(s) for s in steps) + " |",
           "|---|" + "---|" * len(steps)]
   for variant in VARIANTS:
-    rs = [r for r in results if r["variant"] == variant and r.get("history")]
+    rs = [r for r in results if r["variant"] == variant and r.get("history")
+          and prefix + "modes" in r["history"][0]]
     if not rs:
       continue
     cells = []
     for step in steps:
       at = [h for r in rs for h in r["history"] if h["step"] == step]
-      cells.append(f"{np.mean([h['modes'] for h in at]):.1f} / {np.mean([h['high_quality'] for h in at]):.1f}"
-                   if at else "")
+      cells.append(f"{np.mean([h[prefix + 'modes'] for h in at]):.1f} / "
+                   f"{np.mean([h[prefix + 'high_quality'] for h in at]):.1f}" if at else "")
     rows.append(f"| {LABELS[variant]} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)
+  return "\n".join(rows) if len(rows) > 2 else ""
 
 
 def scatter(dataset: str, root: pathlib.Path, variants: list[str]) -> pathlib.Path | None:
@@ -210,7 +225,9 @@ def main(argv=None) -> int:
   p.add_argument("--steps", type=int, default=3000)
   p.add_argument("--eval-every", type=int, default=0, help="also measure every N steps (kept as 'history')")
   p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
-                 help="config overrides for every variant, e.g. optimizer.lr=1e-4")
+                 help="config overrides for every variant, e.g. train.ema_decay=0")
+  p.add_argument("--online", action="store_true", help="with an EMA generator, also measure the "
+                 "online one in the history (the training is the same)")
   p.add_argument("--report-only", action="store_true", help="only print the table and draw the plots")
   args = p.parse_args(argv)
   root = pathlib.Path(args.root)
@@ -223,7 +240,7 @@ def main(argv=None) -> int:
     for dataset in datasets:
       for variant in variants:
         for r in run_variant(dataset, variant, list(range(args.seeds)), args.steps, root,
-                             args.eval_every, parse_overrides(args.set)):
+                             args.eval_every, parse_overrides(args.set), args.online):
           print(f"{dataset} {variant} seed {r['seed']}: {r['modes']}/{r['num_modes']} modes, "
                 f"{r['high_quality']:.1f}% HQ, KL {r['reverse_kl']:.3f}", flush=True)
   for dataset in datasets:
@@ -231,9 +248,10 @@ def main(argv=None) -> int:
                for f in sorted((root / dataset / v).glob("seed*.json"))]
     if results:
       print(table(dataset, results) + "\n")
-      history = history_table(dataset, results)
-      if history:
-        print(history + "\n")
+      for prefix in ("", "online_"):
+        history = history_table(dataset, results, prefix)
+        if history:
+          print(history + "\n")
       picture = scatter(dataset, root, variants)
       if picture:
         print(f"wrote {picture}")

@@ -326,6 +326,49 @@ def test_stylegan_interpolates_in_w_with_one_noise_image_for_the_grid():
     np.testing.assert_allclose(grid[:, col], expected, rtol=1e-4, atol=1e-5)
 
 
+def test_standing_batch_norm_statistics_are_those_of_the_weights_sampled_from():
+  """Standing statistics: the first BatchNorm layer follows z -> z W + b with z ~ N(0, I), whose
+  mean is b and variance the column sums of W^2; sampling with them does not depend on the batch,
+  and approaches sampling with a large batch's own statistics."""
+  from jaxgen.config import load_config_file
+  from jaxgen.gan.method import batch_norm_mode, standing_batch_stats
+  from jaxgen.method import build_method
+  c = load_config_file(TINY_GAN)
+  assert batch_norm_mode(c) == "standing"  # auto, with an EMA generator
+  c.train.ema_decay = 0.0
+  assert batch_norm_mode(c) == "running"
+  methods = {}
+  for mode in ("running", "batch", "standing"):
+    c.sample.batch_norm = mode
+    methods[mode] = build_method(c)
+  method = methods["standing"]
+  variables = method.init(jax.random.PRNGKey(0))
+  # Weights unlike the ones the running averages (initially 0 and 1) would belong to.
+  params = jax.tree.map(lambda x: x + 0.3, variables["params"])
+  mutable = {k: v for k, v in variables.items() if k != "params"}
+  g = params["generator"]
+
+  @jax.jit
+  def run(key):
+    stats = standing_batch_stats(method.model, g, mutable["generator"], 2, 16, 256)
+    out = {"stats": stats}
+    for mode, m in methods.items():
+      out[mode] = m.sample(params, mutable, key, 4096)
+    out["standing_small"] = method.sample(params, mutable, key, 16)
+    return out
+
+  out = run(jax.random.PRNGKey(5))
+  w, b = g["dense0"]["kernel"], g["dense0"]["bias"]
+  bn0 = out["stats"]["bn0"]
+  np.testing.assert_allclose(bn0["var"], jnp.sum(w ** 2, axis=0), rtol=0.1)
+  np.testing.assert_allclose(bn0["mean"], b, atol=0.05 * float(jnp.sqrt(jnp.sum(w ** 2, axis=0)).max()))
+  # Batch-independent: the first 16 of 4096 samples are the 16 drawn alone (same latents).
+  np.testing.assert_allclose(out["standing"][:16], out["standing_small"], rtol=1e-5, atol=1e-6)
+  # Close to the batch's own statistics; the stale running averages are far from both.
+  off = lambda a: float(jnp.mean(jnp.abs(a - out["batch"])))
+  assert off(out["standing"]) < 0.1 * off(out["running"])
+
+
 # -- whole runs --------------------------------------------------------------------------------------
 
 _DEVICE_SCRIPT = r"""

@@ -10,7 +10,8 @@ Config sections:
   unrolled steps, PacGAN packing, latent size.
 - `optimizer` (the generator's) and `d_optimizer` (the discriminator's; TTUR when they differ).
 - `sample` (`sample_config`): truncation psi, and which BatchNorm statistics the generator samples
-  with (running averages, or those of the sampled batch).
+  with (running averages, those of the sampled batch, or standing statistics recomputed for the
+  weights sampled from: the default for an EMA generator).
 The train state holds params {'generator', 'discriminator'}, one optimizer state per player, and
 the networks' collections under mutable['generator'] / ['discriminator'] (BatchNorm statistics,
 spectral-norm vectors, StyleGAN's running mean of w). `train.ema_decay` keeps an EMA of the
@@ -84,13 +85,36 @@ def model_config(**values) -> ml_collections.ConfigDict:
 def sample_config(**values) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict({
       "truncation": 1.0,              # StyleGAN's psi (1: no truncation)
-      "batch_norm": "running",        # running | batch: the generator's BatchNorm statistics
+      "batch_norm": "auto",           # the generator's BatchNorm statistics at sampling: running
+                                      # (the training run's averages, which belong to the raw
+                                      # generator) | batch (the sampled batch's own: samples then
+                                      # depend on the batch) | standing (recomputed for the params
+                                      # sampled from, e.g. the EMA generator, on fixed latent batches;
+                                      # BigGAN's standing statistics) | auto (standing when the run
+                                      # keeps an EMA generator, else running)
+      "standing_batches": 16,         # standing statistics: this many batches ...
+      "standing_batch_size": 256,     # ... of this many latents, per-batch statistics averaged
       "interpolation": "auto",        # latent grids: z (slerp of the latents) | w (StyleGAN: lerp of
                                       # the styles, as in its perceptual path length) | auto (w for
                                       # StyleGAN, z otherwise)
   })
   c.update(values)
   return c
+
+
+BATCH_NORM_MODES = ("auto", "running", "batch", "standing")
+# The standing statistics' latents come from this key, not the sampling key: the statistics, and so
+# every sample, do not depend on how many samples are drawn or with which seed.
+STANDING_STATS_SEED = 20190328
+
+
+def batch_norm_mode(config: ml_collections.ConfigDict) -> str:
+  """sample.batch_norm with auto resolved: standing statistics when samples come from an EMA of the
+  generator (the running averages were gathered with the raw generator's weights), else running."""
+  mode = config_lib.section(config, "sample", sample_config).batch_norm
+  if mode == "auto":
+    return "standing" if config.train.get("ema_decay", 0.0) > 0 else "running"
+  return mode
 
 
 def _sections(config):
@@ -159,8 +183,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(not m.spectral_norm and not m.minibatch_kernels, "The StyleGAN discriminator has "
              "its own minibatch stddev and equalised learning rate: set model.spectral_norm=false "
              "and model.minibatch_kernels=0.")
-  _require(smp.batch_norm in ("running", "batch"), f"Config key 'sample.batch_norm' must be running "
-           f"or batch, not '{smp.batch_norm}'.")
+  _require(smp.batch_norm in BATCH_NORM_MODES, "Config key 'sample.batch_norm' must be one of "
+           f"{', '.join(BATCH_NORM_MODES)}, not '{smp.batch_norm}'.")
+  _require(smp.standing_batches >= 1 and smp.standing_batch_size >= 2, "Config keys "
+           "'sample.standing_batches' (>= 1) and 'sample.standing_batch_size' (>= 2) are invalid.")
   _require(smp.interpolation in ("auto", "z", "w"), f"Config key 'sample.interpolation' must be "
            f"auto, z or w, not '{smp.interpolation}'.")
   _require(smp.interpolation != "w" or m.name == "stylegan", "Config key 'sample.interpolation' is w, "
@@ -236,6 +262,21 @@ def pack_examples(x: jax.Array, m: int) -> jax.Array:
   return y.reshape(y.shape[:-2] + (m * x.shape[-1],))
 
 
+def standing_batch_stats(gen, g_params, g_state, latent_dim: int, batches: int, batch_size: int):
+  """The BatchNorm statistics of these generator weights (e.g. the EMA generator's, whose running
+  averages were never gathered): per-batch means and variances over `batches` batches of Gaussian
+  latents, averaged (Brock et al. 2019, "standing statistics"). The latents come from a fixed key.
+  A training-mode call from zeroed statistics leaves (1 - momentum) x the batch's own."""
+  zeros = jax.tree.map(jnp.zeros_like, g_state["batch_stats"])
+  keys = jax.random.split(jax.random.PRNGKey(STANDING_STATS_SEED), batches)
+
+  def one_batch(k):
+    z = jax.random.normal(k, (batch_size, latent_dim), jnp.float32)
+    _, new = _apply(gen, dict(g_state, batch_stats=zeros), g_params, z, True)
+    return jax.tree.map(lambda s: s / (1.0 - gan_nets.BATCH_NORM_MOMENTUM), new["batch_stats"])
+  return jax.tree.map(lambda s: jnp.mean(s, axis=0), jax.lax.map(one_batch, keys))
+
+
 def _apply(module, variables_state, params, *args, **kwargs):
   """module.apply in training mode, returning (output, updated collections)."""
   names = list(variables_state)
@@ -249,6 +290,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   field = backbone.batch_field(config)
   gen, disc = _networks(config, g, m)
   is_style = m.name == "stylegan"
+  bn_mode = batch_norm_mode(config)
   d_style = m.discriminator == "stylegan"
   levels = gan_nets.resolution_levels(config.data.image_size) + 1 if not backbone.is_points(config) else 1
   total = config.train.steps
@@ -314,8 +356,12 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       lod = mutable.get("lod", 0.0)
       return gen.apply({"params": g_params, **g_state}, z, False, key=key, lod=lod,
                        truncation=truncation)
-    if smp.batch_norm == "batch" and "batch_stats" in g_state:
+    if bn_mode == "batch" and "batch_stats" in g_state:
       return _apply(gen, g_state, g_params, z, True)[0]
+    if bn_mode == "standing" and "batch_stats" in g_state:
+      stats = standing_batch_stats(gen, g_params, g_state, g.latent_dim, smp.standing_batches,
+                                   smp.standing_batch_size)
+      g_state = dict(g_state, batch_stats=stats)
     return gen.apply({"params": g_params, **g_state}, z, False)
 
   def check_options(options):

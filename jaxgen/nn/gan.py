@@ -51,13 +51,18 @@ class Apply(nn.Module):
         x, update_stats=train)
 
 
+# DCGAN's settings: momentum 0.9 (TF's decay), eps 1e-5.
+BATCH_NORM_MOMENTUM = 0.9
+
+
 def normalise(kind: str, x: jax.Array, train: bool, name: str) -> jax.Array:
   if kind == "none":
     return x
   if kind == "batch":
-    # DCGAN's settings: momentum 0.9 (TF's decay), eps 1e-5. Under a data-parallel jit the batch
-    # statistics are those of the global batch, so 1 and 8 devices compute the same thing.
-    return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name=name)(x)
+    # Under a data-parallel jit the batch statistics are those of the global batch, so 1 and 8
+    # devices compute the same thing.
+    return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+                        name=name)(x)
   if kind == "layer":
     return nn.LayerNorm(name=name)(x)
   if kind == "instance":
