@@ -158,9 +158,13 @@ def add_sampling_arguments(parser) -> None:
                                        "the samples (default: every class in turn)")
   parser.add_argument("--truncation", type=float,
                       help="StyleGAN's truncation psi (default: the config's sample.truncation)")
+  parser.add_argument("--batch-norm", dest="batch_norm", choices=("running", "batch", "standing"),
+                      help="GANs with BatchNorm in the generator: the running averages, the sampled "
+                           "batch's own statistics, or standing statistics recomputed for the weights "
+                           "sampled from (default: the config's sample.batch_norm)")
 
 
-SAMPLING_FLAGS = ("sampler", "steps", "guidance", "eta", "grid", "truncation", "labels")
+SAMPLING_FLAGS = ("sampler", "steps", "guidance", "eta", "grid", "truncation", "batch_norm", "labels")
 
 
 def sampling_kwargs(args, num: int) -> dict:

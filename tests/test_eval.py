@@ -105,6 +105,10 @@ def test_eval_unknown_sampler_exits_2(reference_run, capsys):
   code = cli.main(["eval", "--workdir", str(reference_run), "--metric", "fd", "--num", "4",
                    "--sampler", "nope", "--no-progress"])
   assert code == 2 and "Sampler 'nope'" in capsys.readouterr().err
+  # A GAN's sampling option, given to a diffusion run, is named rather than a TypeError.
+  code = cli.main(["eval", "--workdir", str(reference_run), "--metric", "fd", "--num", "4",
+                   "--batch-norm", "standing", "--no-progress"])
+  assert code == 2 and "--batch-norm: method 'ddpm' samples without this option" in capsys.readouterr().err
 
 
 def test_eval_samples_file_without_samples_exits_2(tmp_path, capsys):

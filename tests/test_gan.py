@@ -426,6 +426,13 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
   a, b = (np.load(p)["samples"] for p in npz)
   np.testing.assert_array_equal(a, b)  # the latent comes from the seed
   assert a.shape == (16, 2) and np.all(np.isfinite(a))
+  # The EMA generator samples with standing statistics by default (sample.batch_norm=auto);
+  # --batch-norm picks them explicitly, or the running averages, which differ.
+  for mode in ("standing", "running"):
+    assert main(["sample", "--workdir", str(work), "--num", "16", "--seed", "3", "--out",
+                 str(tmp_path / "s.png"), "--npz", str(tmp_path / f"{mode}.npz"), "--batch-norm", mode]) == 0
+  np.testing.assert_array_equal(np.load(tmp_path / "standing.npz")["samples"], a)
+  assert not np.allclose(np.load(tmp_path / "running.npz")["samples"], a)
   assert main(["sample", "--workdir", str(work), "--num", "12", "--interpolate", "4", "--out",
                str(tmp_path / "interp.png")]) == 0
   assert (tmp_path / "interp.png").exists()

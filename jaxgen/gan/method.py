@@ -350,15 +350,23 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       variables["lod"] = jnp.float32(levels - 1)
     return variables
 
-  def generator_output(params, mutable, z, key, truncation):
+  def resolve_batch_norm(batch_norm):
+    if batch_norm is None:
+      return bn_mode
+    if batch_norm not in ("running", "batch", "standing"):
+      raise ConfigError(f"--batch-norm must be running, batch or standing, not '{batch_norm}'.")
+    return batch_norm
+
+  def generator_output(params, mutable, z, key, truncation, batch_norm=None):
     g_params, g_state = params["generator"], mutable["generator"]
     if is_style:
       lod = mutable.get("lod", 0.0)
       return gen.apply({"params": g_params, **g_state}, z, False, key=key, lod=lod,
                        truncation=truncation)
-    if bn_mode == "batch" and "batch_stats" in g_state:
+    mode = resolve_batch_norm(batch_norm)
+    if mode == "batch" and "batch_stats" in g_state:
       return _apply(gen, g_state, g_params, z, True)[0]
-    if bn_mode == "standing" and "batch_stats" in g_state:
+    if mode == "standing" and "batch_stats" in g_state:
       stats = standing_batch_stats(gen, g_params, g_state, g.latent_dim, smp.standing_batches,
                                    smp.standing_batch_size)
       g_state = dict(g_state, batch_stats=stats)
@@ -378,16 +386,17 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
                         "(model.name=stylegan); other generators sample with 1.")
     return psi
 
-  def sample(params, mutable, key, num, truncation=None, **options):
-    """num samples from latents drawn from key (the same key, the same samples)."""
+  def sample(params, mutable, key, num, truncation=None, batch_norm=None, **options):
+    """num samples from latents drawn from key (the same key, the same samples); batch_norm
+    overrides sample.batch_norm (running | batch | standing)."""
     check_options(options)
     psi = resolve_truncation(truncation)
     z_key, noise_key = jax.random.split(key)
-    return generator_output(params, mutable, latent(z_key, num), noise_key, psi)
+    return generator_output(params, mutable, latent(z_key, num), noise_key, psi, batch_norm)
 
   interpolation = smp.interpolation if smp.interpolation != "auto" else ("w" if is_style else "z")
 
-  def interpolate(params, mutable, key, rows, cols, truncation=None):
+  def interpolate(params, mutable, key, rows, cols, truncation=None, batch_norm=None):
     """rows x cols samples, row-major, each row from one latent to another: in z by slerp
     (Gaussian latents keep their norm on the great circle; White 2016), or for StyleGAN in W by
     linear interpolation of the (truncated) styles (Karras et al. 2019). One noise image per layer
@@ -401,7 +410,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
       z = jax.vmap(lambda ti: slerp(z0, z1, ti))(t)            # [cols, rows, latent]
       z = jnp.swapaxes(z, 0, 1).reshape(rows * cols, g.latent_dim)
       if not is_style:
-        return generator_output(params, mutable, z, noise_key, psi)
+        return generator_output(params, mutable, z, noise_key, psi, batch_norm)
       ws = gen.apply(variables, z, psi, method=gen.styles)
     else:
       w0, w1 = (gen.apply(variables, zi, psi, method=gen.styles) for zi in (z0, z1))

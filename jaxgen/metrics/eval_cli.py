@@ -23,7 +23,7 @@ def _metrics(values: list[str]) -> list[str]:
 
 
 def run(args, overrides) -> int:
-  from jaxgen.cli import load_config, restore_run, sampling_kwargs
+  from jaxgen.cli import check_sampling_options, load_config, restore_run, sampling_kwargs
   from jaxgen.metrics.domain import cache_dir
   if overrides:
     raise ConfigError(f"jaxgen eval takes no config overrides, got {overrides[0]}.")
@@ -67,11 +67,12 @@ def run(args, overrides) -> int:
         from jaxgen.diffusion.method import default_labels
         sample_kwargs["labels"] = default_labels(args.batch, num_classes)
       method = trainer.method
+      check_sampling_options(method.sample, method.name, sample_kwargs)
       fn = jax.jit(lambda p, m, k: method.sample(p, m, k, args.batch, **sample_kwargs))
       samples, seconds = evaluate.timed(evaluate.generate, lambda k: fn(params, state.mutable, k),
                                         args.num, args.batch, args.seed, progress)
       results.update(seed=args.seed, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                     eta=args.eta, grid=args.grid,
+                     eta=args.eta, grid=args.grid, batch_norm=args.batch_norm,
                      sampling_seconds=round(seconds, 2))
       if "labels" in sample_kwargs:  # every batch is conditioned on the same labels
         sample_labels = np.tile(np.asarray(sample_kwargs["labels"]),
