@@ -45,8 +45,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.steps_per_call = 100
   # The benchmark judges an EMA of the generator, sampled with standing BatchNorm statistics
   # recomputed for its weights (sample.batch_norm=auto): the online generator's samples orbit the
-  # modes, and the average sits on them (non-saturating GAN on the ring, 2 seeds, 15000 steps: 89%
-  # and 83% high quality against 62% and 25% for the online weights).
+  # modes, and the average sits on them (ring, 5 seeds, 15000 steps: 86.8% high quality against
+  # 59.2% for the online weights of the non-saturating GAN, 92.6% against 76.1% for PacGAN2).
   c.train.ema_decay = 0.999
   c.train.log_every = 500
   c.train.checkpoint_every = 2500

@@ -63,7 +63,6 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
   import jax
   from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.data import builtin
-  from jaxgen.method import build_method
   from jaxgen.metrics import modes
   from jaxgen.train.sweep import SeedSweep
   out = root / dataset / variant
@@ -77,11 +76,8 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
     t0 = time.perf_counter()
     sweep = SeedSweep(config, todo)
     sample = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES))
-    if online:  # the online weights with the running BatchNorm averages gathered with them
-      online_config = config.copy_and_resolve_references()
-      online_config.sample.batch_norm = "running"
-      online_method = build_method(online_config)
-      sample_online = jax.jit(lambda p, m, k: online_method.sample(p, m, k, NUM_SAMPLES))
+    # The online weights sample with the running BatchNorm averages gathered with them.
+    sample_online = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES, batch_norm="running"))
     history = {s: [] for s in todo}
     last = {}  # seed -> (samples, ModeResult, final metrics) at the latest measurement
 

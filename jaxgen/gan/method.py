@@ -351,10 +351,10 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     return variables
 
   def resolve_batch_norm(batch_norm):
-    if batch_norm is None:
+    if batch_norm in (None, "auto"):
       return bn_mode
-    if batch_norm not in ("running", "batch", "standing"):
-      raise ConfigError(f"--batch-norm must be running, batch or standing, not '{batch_norm}'.")
+    if batch_norm not in BATCH_NORM_MODES:
+      raise ConfigError(f"--batch-norm must be one of {', '.join(BATCH_NORM_MODES)}, not '{batch_norm}'.")
     return batch_norm
 
   def generator_output(params, mutable, z, key, truncation, batch_norm=None):
