@@ -186,6 +186,40 @@ def test_two_player_step_matches_a_hand_written_step(unrolled):
     assert float(jnp.max(jnp.abs(plain["A"] - g_grad["A"]))) > 1e-3
 
 
+def test_unrolling_through_sgd_starts_from_the_adam_trained_critic():
+  """unroll_tx: the discriminator takes its Adam step, and the generator's loss is taken after two
+  plain SGD steps of the unroll lr from there, differentiated through."""
+  players = _toy_players()
+  g_lr, d_lr, unroll_lr = 0.05, 0.1, 0.3
+  g_tx, d_tx = optax.sgd(g_lr), optax.adam(d_lr)
+  step = build_two_player_update(players, Settings(unrolled_steps=2), g_tx, d_tx, "point",
+                                 (optax.constant_schedule(g_lr), optax.constant_schedule(d_lr)),
+                                 unroll_tx=optax.sgd(unroll_lr))
+  g, d = _toy_params()
+  real = jax.random.normal(jax.random.PRNGKey(3), (8, 2)) + 1.0
+  key = jax.random.PRNGKey(7)
+  params, *_ = step({"generator": g, "discriminator": d},
+                    {"generator": g_tx.init(g), "discriminator": d_tx.init(d)},
+                    {"generator": {}, "discriminator": {}}, {"point": real}, key, jnp.int32(0))
+  D = lambda d, x: x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1)
+  G = lambda g, z: z @ g["A"] + g["b"]
+  d_loss = lambda d, fake: jnp.mean(jax.nn.softplus(-D(d, real))) + jnp.mean(jax.nn.softplus(D(d, fake)))
+  critic_key = jax.random.fold_in(key, 0)
+  fake = G(g, jax.random.normal(jax.random.fold_in(critic_key, 0), (8, 2)))
+  # Adam's first step from zero moments is -lr * sign(gradient) (bias-corrected m / sqrt(v)).
+  d1 = jax.tree.map(lambda p, gr: p - d_lr * jnp.sign(gr), d, jax.grad(d_loss)(d, fake))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5), params["discriminator"], d1)
+  z = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 1), 0), (8, 2))
+  def g_loss(g):
+    x = G(g, z)
+    critic = d1
+    for _ in range(2):
+      critic = jax.tree.map(lambda p, gr: p - unroll_lr * gr, critic, jax.grad(d_loss)(critic, x))
+    return jnp.mean(jax.nn.softplus(-D(critic, x)))
+  g1 = jax.tree.map(lambda p, gr: p - g_lr * gr, g, jax.grad(g_loss)(g))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params["generator"], g1)
+
+
 def test_n_critic_steps_take_their_own_share_of_the_batch_and_clip_weights():
   players = _toy_players()
   d_tx = optax.sgd(0.1)
@@ -455,6 +489,7 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
     ("--config.train.grad_accum_steps=2", "grad_accum_steps"),
     ("--config.model.name=dcgan", "MLP networks"),
     ("--config.gan.objective=softmax", "gan.objective"),
+    ("--config.gan.unroll_optimizer=rmsprop", "gan.unroll_optimizer"),
 ])
 def test_bad_gan_configs_exit_2(tmp_path, capsys, override, message):
   from jaxgen.cli import main

@@ -36,6 +36,9 @@ from jaxgen.samplers.inversion import slerp
 from jaxgen.train.optim import make_optimizer
 
 GENERATORS = ("mlp", "dcgan", "stylegan")
+# "discriminator": the unrolled updates continue the discriminator's own optimizer and state (Metz
+# et al. 2017); "sgd": plain gradient steps of gan.unroll_lr.
+UNROLL_OPTIMIZERS = ("discriminator", "sgd")
 DISCRIMINATORS = ("mlp", "dcgan", "patchgan", "stylegan")
 
 
@@ -45,6 +48,8 @@ def gan_config(**values) -> ml_collections.ConfigDict:
       "latent_dim": 100,              # z ~ N(0, I) of this size
       "n_critic": 1,                  # discriminator steps per generator step
       "unrolled_steps": 0,            # > 0: the generator's loss through k unrolled D updates
+      "unroll_optimizer": "discriminator",  # the unrolled updates' optimizer: discriminator | sgd
+      "unroll_lr": 0.0,               # sgd unrolling's step size (0: the discriminator's lr)
       "pack": 1,                      # PacGAN: the discriminator judges m examples jointly
       "gp_weight": 0.0,               # WGAN-GP's lambda (10)
       "r1_gamma": 0.0,                # R1's gamma (StyleGAN: 10)
@@ -155,6 +160,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _require(isinstance(g[key], int) and g[key] >= 1, f"Config key 'gan.{key}' must be an integer "
              f">= 1, got {g[key]!r}.")
   _require(g.unrolled_steps >= 0, f"Config key 'gan.unrolled_steps' must be >= 0, got {g.unrolled_steps}.")
+  _require(g.get("unroll_optimizer", "discriminator") in UNROLL_OPTIMIZERS, "Config key "
+           f"'gan.unroll_optimizer' must be one of {', '.join(UNROLL_OPTIMIZERS)}, not "
+           f"'{g.get('unroll_optimizer')}'.")
+  _require(g.get("unroll_lr", 0.0) >= 0, f"Config key 'gan.unroll_lr' must be >= 0, got {g.get('unroll_lr')}.")
   for key in ("gp_weight", "r1_gamma", "weight_clip"):
     _require(g[key] >= 0, f"Config key 'gan.{key}' must be >= 0, got {g[key]}.")
   if g.objective == "wgan_gp":
@@ -296,7 +305,10 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   total = config.train.steps
   g_tx, g_sched = make_optimizer(config.optimizer, total)
   d_opt = config.get("d_optimizer", config.optimizer).copy_and_resolve_references()
-  if g.unrolled_steps:
+  unroll_tx = None
+  if g.unrolled_steps and g.get("unroll_optimizer", "discriminator") == "sgd":
+    unroll_tx = optax.sgd(g.get("unroll_lr", 0.0) or d_opt.lr)
+  elif g.unrolled_steps:
     # The generator's gradient runs through the discriminator's Adam updates; where a second
     # moment is still 0 (a parameter whose gradient has always been 0), d sqrt(v) / dv is
     # infinite and the gradient NaN. A tiny eps_root inside the root keeps it finite.
@@ -329,7 +341,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
                     lod=lod_of)
   settings = Settings(objective=g.objective, n_critic=g.n_critic, unrolled_steps=g.unrolled_steps,
                       gp_weight=g.gp_weight, r1_gamma=g.r1_gamma, weight_clip=g.weight_clip)
-  two_player = build_two_player_update(players, settings, g_tx, d_tx, field, (g_sched, d_sched))
+  two_player = build_two_player_update(players, settings, g_tx, d_tx, field, (g_sched, d_sched),
+                                       unroll_tx)
 
   def two_player_with_progress(params, opt_state, mutable, batch, key, step):
     params, opt_state, mutable, metrics = two_player(params, opt_state, mutable, batch, key, step)

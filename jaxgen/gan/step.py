@@ -7,9 +7,11 @@ Each player has its own optimizer and state (separate learning rates: TTUR, Heus
 With n_critic = k the global batch is split into k micro-batches (rows i, i+k, ...: every device
 keeps an equal share), one per critic step; the generator step draws as many latents as one
 micro-batch holds. With unrolled_steps = k > 0 (Metz et al. 2017) the generator's loss is taken
-against the discriminator after k further discriminator updates (same optimizer, same data),
-written as a `lax.scan` and differentiated through, the second-order terms included; the
-discriminator itself keeps only its ordinary update.
+against the discriminator after k further discriminator updates on the same data, written as a
+`lax.scan` and differentiated through, the second-order terms included; the discriminator itself
+keeps only its ordinary update. The unrolled updates take the discriminator's own optimizer and
+state (Metz et al.), or `unroll_tx` from a fresh state (plain SGD: its derivative is the Hessian's
+alone, where Adam's divides by sqrt(v) and is large wherever a second moment is small).
 """
 
 from __future__ import annotations
@@ -54,9 +56,11 @@ class Settings:
 
 def build_two_player_update(players: Players, settings: Settings, g_tx: optax.GradientTransformation,
                             d_tx: optax.GradientTransformation, field: str,
-                            lr_schedules: tuple[Callable, Callable]) -> Callable:
+                            lr_schedules: tuple[Callable, Callable],
+                            unroll_tx: optax.GradientTransformation | None = None) -> Callable:
   """(params, opt_state, mutable, batch, key, step) -> (params, opt_state, mutable, metrics), where
-  params / opt_state / mutable are dicts with 'generator' and 'discriminator' entries."""
+  params / opt_state / mutable are dicts with 'generator' and 'discriminator' entries. unroll_tx:
+  the optimizer of the unrolled discriminator updates (None: d_tx, continuing from its state)."""
   s = settings
 
   def d_objective(d_params, d_state, real, fake, key, lod):
@@ -79,10 +83,10 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
       aux["r1_penalty"] = r1
     return loss, (d_state, aux)
 
-  def d_update(d_params, d_opt, d_state, real, fake, key, lod):
+  def d_update(d_params, d_opt, d_state, real, fake, key, lod, tx=d_tx):
     (loss, (d_state, aux)), grads = jax.value_and_grad(d_objective, has_aux=True)(
         d_params, d_state, real, fake, key, lod)
-    updates, d_opt = d_tx.update(grads, d_opt, d_params)
+    updates, d_opt = tx.update(grads, d_opt, d_params)
     d_params = optax.apply_updates(d_params, updates)
     if s.weight_clip:
       d_params = jax.tree.map(lambda p: jnp.clip(p, -s.weight_clip, s.weight_clip), d_params)
@@ -120,12 +124,14 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
       packed = players.pack(fake)
       critic = d_params
       if s.unrolled_steps:
+        tx = d_tx if unroll_tx is None else unroll_tx
+        opt = d_opt if unroll_tx is None else unroll_tx.init(d_params)
         def unroll(carry, j):
           p, o, st = carry
           p, o, st, *_ = d_update(p, o, st, real_for_unroll, packed,
-                                  jax.random.fold_in(g_key, 2 + j), lod)
+                                  jax.random.fold_in(g_key, 2 + j), lod, tx)
           return (p, o, st), None
-        (critic, _, _), _ = jax.lax.scan(unroll, (d_params, d_opt, d_state),
+        (critic, _, _), _ = jax.lax.scan(unroll, (d_params, opt, d_state),
                                          jnp.arange(s.unrolled_steps))
       logits, _ = players.discriminate(critic, d_state, packed, lod)
       return losses.generator_loss(s.objective, logits), new_g_state
