@@ -245,6 +245,33 @@ def test_n_critic_steps_take_their_own_share_of_the_batch_and_clip_weights():
 
 # -- networks ----------------------------------------------------------------------------------------
 
+def test_mlp_networks_take_pacgans_initialisation_and_batch_norm_momentum():
+  """init_std > 0: every kernel ~ N(0, std^2) and every bias 0 (PacGAN's 0.02); the generator's
+  BatchNorm running mean after one training call is (1 - momentum) x the batch's mean (from 0)."""
+  gen = gan_nets.MLPGenerator(out_dim=2, hidden=300, depth=2, bn_momentum=0.95, init_std=0.02)
+  disc = gan_nets.MLPDiscriminator(hidden=100, pieces=3, depth=2, init_std=0.02)
+  z = jax.random.normal(jax.random.PRNGKey(1), (64, 2))
+  g_vars = jax.jit(gen.init)(jax.random.PRNGKey(0), z)
+  d_vars = jax.jit(disc.init)(jax.random.PRNGKey(0), z)
+  for params in (g_vars["params"], d_vars["params"]):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+      name = jax.tree_util.keystr(path)
+      if name.endswith("['bias']"):
+        assert not np.any(np.asarray(leaf)), name
+      elif name.endswith("['kernel']") and leaf.size >= 3000:
+        # flax's default (LeCun normal) would give std 1/sqrt(fan_in): 0.71, 0.058, 0.1.
+        assert abs(float(jnp.std(leaf)) - 0.02) < 0.002, name
+  # Momentum: run one training call and compare with the first layer's batch mean by hand.
+  _, new_state = jax.jit(lambda v: gen.apply(v, z, train=True, mutable=["batch_stats"]))(g_vars)
+  dense0 = g_vars["params"]["dense0"]
+  batch_mean = jnp.mean(z @ dense0["kernel"] + dense0["bias"], axis=0)
+  np.testing.assert_allclose(new_state["batch_stats"]["bn0"]["mean"], 0.05 * batch_mean,
+                             rtol=1e-4, atol=1e-7)
+  # The default stays flax's initialisation (the configs committed before these keys).
+  default = jax.jit(gan_nets.MLPGenerator(out_dim=2, hidden=300, depth=2).init)(jax.random.PRNGKey(0), z)
+  assert abs(float(jnp.std(default["params"]["dense1"]["kernel"])) - 300 ** -0.5) < 0.005
+
+
 def test_dcgan_and_patchgan_shapes(size=16):
   # Under jit: eager flax dispatches (and compiles) op by op, which is far slower.
   key = jax.random.PRNGKey(0)
@@ -490,6 +517,8 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
     ("--config.model.name=dcgan", "MLP networks"),
     ("--config.gan.objective=softmax", "gan.objective"),
     ("--config.gan.unroll_optimizer=rmsprop", "gan.unroll_optimizer"),
+    ("--config.model.mlp_init_std=-0.02", "model.mlp_init_std"),
+    ("--config.model.g_bn_momentum=1.0", "model.g_bn_momentum"),
 ])
 def test_bad_gan_configs_exit_2(tmp_path, capsys, override, message):
   from jaxgen.cli import main

@@ -55,13 +55,14 @@ class Apply(nn.Module):
 BATCH_NORM_MOMENTUM = 0.9
 
 
-def normalise(kind: str, x: jax.Array, train: bool, name: str) -> jax.Array:
+def normalise(kind: str, x: jax.Array, train: bool, name: str,
+              momentum: float = BATCH_NORM_MOMENTUM) -> jax.Array:
   if kind == "none":
     return x
   if kind == "batch":
     # Under a data-parallel jit the batch statistics are those of the global batch, so 1 and 8
     # devices compute the same thing.
-    return nn.BatchNorm(use_running_average=not train, momentum=BATCH_NORM_MOMENTUM, epsilon=1e-5,
+    return nn.BatchNorm(use_running_average=not train, momentum=momentum, epsilon=1e-5,
                         name=name)(x)
   if kind == "layer":
     return nn.LayerNorm(name=name)(x)
@@ -103,6 +104,14 @@ def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:
 
 # -- 2D data: PacGAN's networks ----------------------------------------------------------------------
 
+def dense_layer(features: int, init_std: float, name: str) -> nn.Dense:
+  """A Dense layer with flax's default initialisation (LeCun normal kernel, zero bias) when
+  init_std is 0, else kernel ~ N(0, init_std^2) and zero bias (PacGAN's and DCGAN's 0.02)."""
+  if init_std > 0:
+    return nn.Dense(features, kernel_init=nn.initializers.normal(init_std), name=name)
+  return nn.Dense(features, name=name)
+
+
 class MLPGenerator(nn.Module):
   """z [B, latent] -> x [B, out_dim]: `depth` hidden layers of Dense-BatchNorm-ReLU (PacGAN's 2D
   generator: 4 x 400), then a linear output."""
@@ -110,16 +119,18 @@ class MLPGenerator(nn.Module):
   hidden: int = 400
   depth: int = 4
   batch_norm: bool = True
+  bn_momentum: float = BATCH_NORM_MOMENTUM
+  init_std: float = 0.0  # see dense_layer
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False) -> jax.Array:
     h = z
     for i in range(self.depth):
-      h = nn.Dense(self.hidden, name=f"dense{i}")(h)
+      h = dense_layer(self.hidden, self.init_std, f"dense{i}")(h)
       if self.batch_norm:
-        h = normalise("batch", h, train, f"bn{i}")
+        h = normalise("batch", h, train, f"bn{i}", self.bn_momentum)
       h = nn.relu(h)
-    return nn.Dense(self.out_dim, name="dense_out")(h)
+    return dense_layer(self.out_dim, self.init_std, "dense_out")(h)
 
 
 class Maxout(nn.Module):
@@ -127,10 +138,12 @@ class Maxout(nn.Module):
   units: int
   pieces: int
   spectral_norm: bool = False
+  init_std: float = 0.0  # see dense_layer
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    y = Apply(nn.Dense(self.units * self.pieces, name="linear"), self.spectral_norm)(x, train)
+    y = Apply(dense_layer(self.units * self.pieces, self.init_std, "linear"),
+              self.spectral_norm)(x, train)
     return jnp.max(y.reshape(x.shape[:-1] + (self.units, self.pieces)), axis=-1)
 
 
@@ -143,15 +156,17 @@ class MLPDiscriminator(nn.Module):
   spectral_norm: bool = False
   minibatch_kernels: int = 0  # > 0: minibatch discrimination with this many kernels
   minibatch_kernel_dim: int = 5
+  init_std: float = 0.0  # see dense_layer
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     h = x
     for i in range(self.depth):
-      h = Maxout(self.hidden, self.pieces, self.spectral_norm, name=f"maxout{i}")(h, train)
+      h = Maxout(self.hidden, self.pieces, self.spectral_norm, self.init_std,
+                 name=f"maxout{i}")(h, train)
     if self.minibatch_kernels:
       h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_kernel_dim, name="minibatch")(h)
-    return Apply(nn.Dense(1, name="dense_out"), self.spectral_norm)(h, train)[..., 0]
+    return Apply(dense_layer(1, self.init_std, "dense_out"), self.spectral_norm)(h, train)[..., 0]
 
 
 # -- images: DCGAN and PatchGAN ----------------------------------------------------------------------
