@@ -68,7 +68,7 @@ def model_config(**values) -> ml_collections.ConfigDict:
       "d_hidden": 200, "d_pieces": 5, "d_depth": 3,
       "mlp_init_std": 0.0,            # mlp: 0 flax's default init; > 0 kernels ~ N(0, std^2),
                                       # zero biases (PacGAN's 0.02)
-      "g_bn_momentum": 0.9,           # mlp generator's BatchNorm momentum (PacGAN's 0.95)
+      "g_bn_momentum": gan_nets.BATCH_NORM_MOMENTUM,  # mlp generator's BatchNorm (PacGAN's 0.95)
       # dcgan / patchgan / stylegan widths: channels at full resolution (doubling as it halves)
       "g_ch": 64, "d_ch": 64, "max_ch": 512,
       "g_norm": "batch",              # dcgan / mlp generator: batch | none
@@ -183,8 +183,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "(Gulrajani et al. 2017, sec. 4). Set model.d_norm to layer, instance or none.")
   _require(m.get("mlp_init_std", 0.0) >= 0, f"Config key 'model.mlp_init_std' must be >= 0 (0: "
            f"flax's default initialisation), got {m.get('mlp_init_std')}.")
-  _require(0 <= m.get("g_bn_momentum", 0.9) < 1, f"Config key 'model.g_bn_momentum' must be in "
-           f"[0, 1), got {m.get('g_bn_momentum')}.")
+  _require(0 <= m.get("g_bn_momentum", gan_nets.BATCH_NORM_MOMENTUM) < 1,
+           f"Config key 'model.g_bn_momentum' must be in [0, 1), got {m.get('g_bn_momentum')}.")
   _require(m.g_norm in ("batch", "none"), f"Config key 'model.g_norm' must be batch or none, not '{m.g_norm}'.")
   _require(m.d_norm in gan_nets.NORMS, f"Config key 'model.d_norm' must be one of "
            f"{', '.join(gan_nets.NORMS)}, not '{m.d_norm}'.")
@@ -234,13 +234,14 @@ def _minibatch_std_group(m) -> int:
 def _networks(config, g, m):
   shape = backbone.data_shape(config)
   if backbone.is_points(config):
+    init_std = m.get("mlp_init_std", 0.0)  # .get: workdirs saved before the key still load
     gen = gan_nets.MLPGenerator(out_dim=shape[-1], hidden=m.g_hidden, depth=m.g_depth,
                                 batch_norm=m.g_norm == "batch",
                                 bn_momentum=m.get("g_bn_momentum", gan_nets.BATCH_NORM_MOMENTUM),
-                                init_std=m.get("mlp_init_std", 0.0))
+                                init_std=init_std)
     disc = gan_nets.MLPDiscriminator(hidden=m.d_hidden, pieces=m.d_pieces, depth=m.d_depth,
                                      spectral_norm=m.spectral_norm,
-                                     init_std=m.get("mlp_init_std", 0.0),
+                                     init_std=init_std,
                                      minibatch_kernels=m.minibatch_kernels,
                                      minibatch_kernel_dim=m.minibatch_kernel_dim)
     return gen, disc
