@@ -143,3 +143,30 @@ def test_prepared_tfds_dataset_is_read_and_missing_one_explained(tmp_path):
     prepared_source("tiny_mnist_like", "test", tmp_path)
   with pytest.raises(DataError, match="not prepared.*download_and_prepare"):
     make_source(cfg(name="tfds", tfds_name="mnist", data_dir=str(tmp_path)))
+
+
+def test_builtin_dataset_prepared_by_another_process_meanwhile_is_read(tmp_path):
+  # Two runs starting together on one data dir: the second waits on the preparation lock while
+  # the first writes the dataset, and must then read what was written (array_record), not the
+  # empty folder it would have seen before the lock.
+  import threading
+  import time
+  from jaxgen.data import tfds_store
+  from jaxgen.locks import file_lock
+  import tensorflow_datasets as tfds
+  result = {}
+  def second_run():
+    try:
+      result["len"] = len(tfds_store.builtin_builder("toy2d", tmp_path, num=40, variant="ring8")
+                          .as_data_source(split="train"))
+    except Exception as e:  # surfaced in the assertion below
+      result["error"] = e
+  with file_lock(tmp_path / ".toy2d.lock"):
+    waiter = threading.Thread(target=second_run)
+    waiter.start()
+    time.sleep(1.0)  # the second run is now blocked on the lock
+    _, _, toy_cls = tfds_store._builder_classes()
+    first = toy_cls(data_dir=str(tmp_path), config=tfds.core.BuilderConfig(name="ring8_n40_seed0"))
+    first.download_and_prepare(file_format="array_record")
+  waiter.join(timeout=120)
+  assert result == {"len": 40}
