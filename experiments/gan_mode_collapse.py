@@ -95,6 +95,12 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
                        online_reverse_kl=o.reverse_kl)
         history[s].append(entry)
         last[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
+      # Progress as it comes, and on disk, so a run stopped before the end keeps its measurements.
+      print(f"{dataset} {variant} step {step}: " + ", ".join(
+          f"seed {s} {history[s][-1]['modes']} modes {history[s][-1]['high_quality']:.1f}% HQ"
+          for s in todo), flush=True)
+      out.mkdir(parents=True, exist_ok=True)
+      (out / "progress.json").write_text(json.dumps({f"seed{s}": history[s] for s in todo}) + "\n")
 
     sweep.run(steps, every=eval_every, callback=evaluate)
     seconds = time.perf_counter() - t0
