@@ -13,8 +13,8 @@ each seed's state the one `jaxgen train --config.seed=k` starts from, batches dr
 from the in-memory training set. Results go to ROOT/<dataset>/<variant>/seed<k>.json (with the
 measurements every --eval-every steps as 'history') and the samples beside them (.npy); a rerun
 skips finished variants, so the script can be stopped and restarted. At the end it prints the
-markdown table and writes ROOT/<dataset>_scatter.png (real data and seed 0's samples, one panel
-per variant).
+markdown table and writes ROOT/<dataset>_<variants>_scatter.png (real data and seed 0's samples, one
+panel per variant).
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ def scatter(dataset: str, root: pathlib.Path, variants: list[str]) -> pathlib.Pa
   for ax in list(axes.flat)[len(panels) + 1:]:
     ax.axis("off")
   fig.tight_layout()
-  path = root / f"{dataset}_scatter.png"
+  # Named by its variants: two drivers sharing a root with different --variants keep both plots.
+  path = root / f"{dataset}_{'-'.join(v for v, _ in panels)}_scatter.png"
   fig.savefig(path, dpi=90)
   plt.close(fig)
   return path
