@@ -11,7 +11,8 @@ trained together by jaxgen.train.sweep.SeedSweep: the engine's update (the same 
 `jaxgen train` runs, with its keys, EMA and optimizers) vmapped over seeds in one compiled program,
 each seed's state the one `jaxgen train --config.seed=k` starts from, batches drawn in the graph
 from the in-memory training set. Results go to ROOT/<dataset>/<variant>/seed<k>.json (with the
-measurements every --eval-every steps as 'history') and the samples beside them (.npy); a rerun
+measurements every --eval-every steps as 'history', printed as taken and kept in progress.json
+until the variant finishes) and the samples beside them (.npy); a rerun
 skips finished variants, so the script can be stopped and restarted. At the end it prints the
 markdown table and writes ROOT/<dataset>_<variants>_scatter.png (real data and seed 0's samples, one
 panel per variant).

@@ -122,23 +122,21 @@ def builtin_builder(name: str, data_dir: pathlib.Path, *, image_size: int = 32, 
   import tensorflow_datasets as tfds
   digits_cls, shapes_cls, toy_cls = _builder_classes()
   if name == "digits":
-    make = lambda: digits_cls(data_dir=str(data_dir))
+    cls, config = digits_cls, None
   elif name == "shapes":
-    config = tfds.core.BuilderConfig(name=f"size{image_size}_n{num or 20000}_seed{seed}")
-    make = lambda: shapes_cls(data_dir=str(data_dir), config=config)
+    cls, config = shapes_cls, tfds.core.BuilderConfig(name=f"size{image_size}_n{num or 20000}_seed{seed}")
   elif name == "toy2d":
     if variant not in builtin.TOY2D_VARIANTS:
       raise DataError(f"toy2d has no variant '{variant}'. Set data.variant to one of "
                       f"{', '.join(builtin.TOY2D_VARIANTS)}.")
-    config = tfds.core.BuilderConfig(name=f"{variant}_n{num or 50000}_seed{seed}")
-    make = lambda: toy_cls(data_dir=str(data_dir), config=config)
+    cls, config = toy_cls, tfds.core.BuilderConfig(name=f"{variant}_n{num or 50000}_seed{seed}")
   else:
     raise DataError(f"'{name}' is not a builtin dataset (digits, shapes, toy2d).")
   # The builder is made under the lock: one made while another process is preparing the dataset
   # reads the unfinished folder, keeps TFDS's default file format (tfrecord) and then cannot open
   # the array_record files that process wrote.
   with file_lock(pathlib.Path(data_dir) / f".{name}.lock"):
-    builder = make()
+    builder = cls(data_dir=str(data_dir), config=config)
     if not builder.is_prepared():
       tfds.disable_progress_bar()
       builder.download_and_prepare(file_format="array_record")
