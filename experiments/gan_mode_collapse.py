@@ -12,8 +12,11 @@ trained together by jaxgen.train.sweep.SeedSweep: the engine's update (the same 
 each seed's state the one `jaxgen train --config.seed=k` starts from, batches drawn in the graph
 from the in-memory training set. Results go to ROOT/<dataset>/<variant>/seed<k>.json (with the
 measurements every --eval-every steps as 'history', printed as taken and kept in progress.json
-until the variant finishes) and the samples beside them (.npy); a rerun
-skips finished variants, so the script can be stopped and restarted. At the end it prints the
+until the variant finishes) and the samples beside them (.npy). The sweep's states are checkpointed
+in ROOT/<dataset>/<variant>/sweep every --checkpoint-every steps (default: --eval-every) and at the
+end, so a stopped run continues from its last checkpoint, and a rerun with more --steps extends a
+finished variant (the same seeds and settings; other --set values are refused); a rerun skips
+variants already trained to --steps. At the end it prints the
 markdown table and writes ROOT/<dataset>_<variants>_scatter.png (real data and seed 0's samples, one
 panel per variant).
 """
@@ -58,9 +61,10 @@ NUM_SAMPLES = 2500
 
 
 def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: pathlib.Path,
-                eval_every: int, extra: dict, online: bool = False) -> list[dict]:
+                eval_every: int, extra: dict, online: bool = False,
+                checkpoint_every: int | None = None) -> list[dict]:
   """Every seed of one variant, trained together (jaxgen.train.sweep: the engine's update vmapped
-  over seeds); seeds already on disk are skipped."""
+  over seeds), continuing from the variant's sweep checkpoint; seeds on disk at `steps` are skipped."""
   import jax
   from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.data import builtin
@@ -68,18 +72,27 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
   from jaxgen.train.sweep import SeedSweep
   out = root / dataset / variant
   paths = {s: out / f"seed{s}.json" for s in seeds}
-  todo = [s for s in seeds if not paths[s].exists()]
+  done = lambda s: paths[s].exists() and json.loads(paths[s].read_text())["steps"] >= steps
+  todo = [s for s in seeds if not done(s)]
   if todo:
     config = load_config_file(HERE / "gan_mixture2d.py")
     overrides = {"data.variant": dataset, "train.steps": steps, **VARIANTS[variant], **extra}
     apply_overrides(config, overrides)
     centres, std = builtin.toy2d_mode_centres(dataset), builtin.toy2d_mode_std(dataset)
     t0 = time.perf_counter()
-    sweep = SeedSweep(config, todo)
+    sweep = SeedSweep(config, todo, workdir=out / "sweep")
+    resumed_at = int(sweep.step()[0])
+    if resumed_at > steps:
+      raise SystemExit(f"error: the sweep checkpoint in {out / 'sweep'} is at step {resumed_at}, past "
+                       f"--steps {steps}; ask for at least {resumed_at} steps, or use another --root.")
+    # What an earlier, interrupted or shorter run of this sweep measured up to its checkpoint.
+    progress = json.loads((out / "progress.json").read_text()) if (out / "progress.json").exists() else {}
+    earlier_seconds = progress.pop("train_seconds", 0.0) if resumed_at else 0.0
     sample = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES))
     # The online weights sample with the running BatchNorm averages gathered with them.
     sample_online = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES, batch_norm="running"))
-    history = {s: [] for s in todo}
+    history = {s: [h for h in progress.get(f"seed{s}", []) if h["step"] <= resumed_at] if resumed_at else []
+               for s in todo}
     last = {}  # seed -> (samples, ModeResult, final metrics) at the latest measurement
 
     def evaluate(step, states, metrics):
@@ -94,17 +107,23 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
                                   centres, std)
           entry.update(online_modes=o.modes_captured, online_high_quality=o.high_quality_percent,
                        online_reverse_kl=o.reverse_kl)
-        history[s].append(entry)
+        history[s] = [h for h in history[s] if h["step"] != step] + [entry]
         last[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
       # Progress as it comes, and on disk, so a run stopped before the end keeps its measurements.
       print(f"{dataset} {variant} step {step}: " + ", ".join(
           f"seed {s} {history[s][-1]['modes']} modes {history[s][-1]['high_quality']:.1f}% HQ"
           for s in todo), flush=True)
       out.mkdir(parents=True, exist_ok=True)
-      (out / "progress.json").write_text(json.dumps({f"seed{s}": history[s] for s in todo}) + "\n")
+      (out / "progress.json").write_text(json.dumps(
+          {f"seed{s}": history[s] for s in todo} | {"train_seconds": seconds_so_far()}) + "\n")
 
-    sweep.run(steps, every=eval_every, callback=evaluate)
-    seconds = time.perf_counter() - t0
+    seconds_so_far = lambda: round(earlier_seconds + time.perf_counter() - t0, 1)
+    if resumed_at >= steps:  # trained that far already: measure the checkpointed states
+      evaluate(resumed_at, sweep.states, {})
+    sweep.run(steps, every=eval_every, callback=evaluate,
+              checkpoint_every=eval_every if checkpoint_every is None else checkpoint_every)
+    sweep.close()
+    seconds = seconds_so_far()
     out.mkdir(parents=True, exist_ok=True)
     for s, (x, r, final) in last.items():
       result = {"dataset": dataset, "variant": variant, "seed": s, "steps": steps,
@@ -232,6 +251,8 @@ def main(argv=None) -> int:
                  help="config overrides for every variant, e.g. train.ema_decay=0")
   p.add_argument("--online", action="store_true", help="with an EMA generator, also measure the "
                  "online one in the history (the training is the same)")
+  p.add_argument("--checkpoint-every", type=int, default=None,
+                 help="checkpoint each sweep every N steps (default: --eval-every; and at the end)")
   p.add_argument("--report-only", action="store_true", help="only print the table and draw the plots")
   args = p.parse_args(argv)
   root = pathlib.Path(args.root)
@@ -241,10 +262,17 @@ def main(argv=None) -> int:
     if v not in VARIANTS:
       p.error(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
   if not args.report_only:
+    from jaxgen.errors import UserError
     for dataset in datasets:
       for variant in variants:
-        for r in run_variant(dataset, variant, list(range(args.seeds)), args.steps, root,
-                             args.eval_every, parse_overrides(args.set), args.online):
+        try:
+          results = run_variant(dataset, variant, list(range(args.seeds)), args.steps, root,
+                                args.eval_every, parse_overrides(args.set), args.online,
+                                args.checkpoint_every)
+        except UserError as e:  # a config or checkpoint that does not fit: the message says why
+          print(f"error: {e}", file=sys.stderr)
+          return 2
+        for r in results:
           print(f"{dataset} {variant} seed {r['seed']}: {r['modes']}/{r['num_modes']} modes, "
                 f"{r['high_quality']:.1f}% HQ, KL {r['reverse_kl']:.3f}", flush=True)
   for dataset in datasets:

@@ -81,3 +81,34 @@ def test_the_callback_sees_every_interval(sweep):
 def test_the_trainer_without_a_workdir_does_not_run(config):
   with pytest.raises(ValueError, match="workdir"):
     Trainer(config, None).run()
+
+
+def test_a_sweep_resumed_from_its_checkpoint_continues_the_uninterrupted_one(config, sweep, tmp_path):
+  """Seeds 4 and 7 trained for 4 steps, checkpointed, then taken on to step 6 by a new sweep on
+  the same workdir (its config longer: train.steps may differ) end where the uninterrupted 6-step
+  sweep ends."""
+  first = SeedSweep(config, [4, 7], workdir=tmp_path)
+  first.run(4, checkpoint_every=2)
+  first.close()
+  assert first.checkpointer.all_steps() == [4]  # max_to_keep 1: the latest only
+  longer = config.copy_and_resolve_references()
+  longer.train.steps = 12
+  second = SeedSweep(longer, [4, 7], workdir=tmp_path)
+  assert second.step().tolist() == [4, 4]
+  second.run(6, every=2)
+  second.close()
+  _leaves_close(second.states, sweep.states, rtol=0, atol=0)
+  assert second.checkpointer.all_steps() == [6]
+
+
+def test_a_sweep_checkpoint_refuses_other_seeds_or_another_config(config, tmp_path):
+  from jaxgen.errors import CheckpointError
+  s = SeedSweep(config, [1, 2], workdir=tmp_path)
+  s.save()
+  s.close()
+  with pytest.raises(CheckpointError, match=r"seeds \[1, 2\], not \[1\]"):
+    SeedSweep(config, [1], workdir=tmp_path)
+  other = config.copy_and_resolve_references()
+  other.d_optimizer.lr = 3e-3
+  with pytest.raises(CheckpointError, match=r"another config \(differs in d_optimizer\.lr\)"):
+    SeedSweep(other, [1, 2], workdir=tmp_path)

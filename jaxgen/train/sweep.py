@@ -11,11 +11,18 @@ Data: the training split is held in memory (`eval_arrays`: the records `jaxgen t
 preprocessed the same way) and each step draws its batch uniformly with replacement from it, with
 the key fold_in(fold_in(state.key, DATA_SALT), step). So a seed's run differs from `jaxgen train
 --config.seed=s` only in the order it sees the data (grain's shuffled epochs there). There are no
-checkpoints or logs: this is for sweeps of short runs judged by their final state.
+logs: this is for sweeps judged by measurements of their states.
+
+With a workdir the stacked states are saved (orbax, WORKDIR/checkpoints/<step>) every
+`checkpoint_every` steps and at the end, and a sweep built on that workdir continues from the latest
+checkpoint: a long sweep can run in pieces, and a finished one can be extended to more steps. The
+checkpoint keeps the seeds and the config; resuming with other seeds or another config (anything
+but train.steps) is refused, since the states would not be the run the config describes.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Callable, Sequence
 
 import jax
@@ -23,8 +30,11 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxgen import config as config_lib
 from jaxgen.data import eval_arrays
-from jaxgen.errors import ConfigError
+from jaxgen.errors import CheckpointError, ConfigError
+from jaxgen.train import step as step_lib
+from jaxgen.train.checkpoint import Checkpointer, abstract_like
 from jaxgen.train.loop import Trainer
 from jaxgen.train.state import TrainState
 
@@ -32,9 +42,11 @@ DATA_SALT = 0x5EED  # batch indices use fold_in(fold_in(state.key, DATA_SALT), s
 
 
 class SeedSweep:
-  """`SeedSweep(config, seeds).run(steps)` -> the final states, stacked on a leading seed axis."""
+  """`SeedSweep(config, seeds).run(steps)` -> the final states, stacked on a leading seed axis.
+  With `workdir`, resumes from the latest checkpoint there and `run` saves into it."""
 
-  def __init__(self, config: ml_collections.ConfigDict, seeds: Sequence[int], *, devices=None):
+  def __init__(self, config: ml_collections.ConfigDict, seeds: Sequence[int], *, devices=None,
+               workdir=None):
     if not seeds:
       raise ConfigError("A seed sweep needs at least one seed.")
     self.config = config
@@ -48,6 +60,43 @@ class SeedSweep:
     self.num_examples = len(next(iter(self.data.values())))
     self.states = jax.jit(jax.vmap(self.trainer.fresh_state))(jnp.asarray(self.seeds))
     self._calls: dict[int, Callable] = {}
+    self.checkpointer = None
+    if workdir is not None:
+      self.checkpointer = Checkpointer(workdir, max_to_keep=1, async_save=False)
+      self._resume()
+
+  def _identity(self) -> dict:
+    """What a checkpoint must match to be continued: the seeds and the config but its length."""
+    config = json.loads(config_lib.to_json(self.config))
+    config["train"].pop("steps", None)
+    return {"seeds": self.seeds, "config": config}
+
+  def _resume(self) -> None:
+    step = self.checkpointer.latest_step()
+    if step is None:
+      return
+    saved = self.checkpointer.restore_config(step)
+    expected = self._identity()
+    where = self.checkpointer.directory
+    if saved.get("seeds") != expected["seeds"]:
+      raise CheckpointError(f"The sweep checkpoint in '{where}' holds seeds {saved.get('seeds')}, "
+                            f"not {expected['seeds']}. Sweep those seeds, or use a new workdir.")
+    if saved.get("config") != expected["config"]:
+      diff = sorted(_differences(saved.get("config", {}), expected["config"]))
+      raise CheckpointError(f"The sweep checkpoint in '{where}' was trained with another config "
+                            f"(differs in {', '.join(diff[:8]) or 'its layout'}). Use the config "
+                            "it was started with, or a new workdir.")
+    sharding = step_lib.replicated(self.trainer.mesh)
+    self.states = self.checkpointer.restore(step, abstract_like(self.states, sharding))
+
+  def save(self) -> None:
+    """Checkpoints the stacked states at their step (needs a workdir)."""
+    if self.checkpointer is None:
+      raise ValueError("This sweep has no workdir to save into.")
+    step = int(self.step()[0])
+    if self.checkpointer.latest_step() != step:
+      self.checkpointer.save(step, self.states, None, json.dumps(self._identity()), force=True)
+      self.checkpointer.wait()
 
   @property
   def method(self):
@@ -74,20 +123,42 @@ class SeedSweep:
     return np.asarray(self.states.step)
 
   def run(self, steps: int | None = None, *, steps_per_call: int | None = None,
-          every: int = 0, callback: Callable | None = None) -> TrainState:
+          every: int = 0, callback: Callable | None = None,
+          checkpoint_every: int = 0) -> TrainState:
     """Advance every seed to `steps` (default train.steps). callback(step, states, metrics) runs
-    every `every` steps (and at the end) with the metrics of the last call, [seed, k] arrays."""
+    every `every` steps (and at the end) with the metrics of the last call, [seed, k] arrays. With
+    a workdir the states are saved every `checkpoint_every` steps (after the callback) and at the
+    end."""
     steps = self.config.train.steps if steps is None else steps
     k = steps_per_call or self.config.train.steps_per_call
     done = int(self.step()[0])
+    # A call stops at the next measurement or checkpoint.
+    until_next = lambda n, period: (period - n % period) if period else k
     while done < steps:
-      n = min(k, steps - done, (every - done % every) if every else k)
+      n = min(k, steps - done, until_next(done, every), until_next(done, checkpoint_every))
       self.states, metrics = self._call(n)(self.states, self.data)
       done += n
       if callback is not None and ((every and done % every == 0) or done == steps):
         callback(done, self.states, jax.tree.map(np.asarray, metrics))
+      if self.checkpointer is not None and ((checkpoint_every and done % checkpoint_every == 0)
+                                            or done == steps):
+        self.save()
     return self.states
 
   def seed_view(self, i: int) -> TrainState:
     """Seed i's state (index into `seeds`)."""
     return jax.tree.map(lambda x: x[i], self.states)
+
+  def close(self) -> None:
+    if self.checkpointer is not None:
+      self.checkpointer.close()
+
+
+def _differences(a, b, prefix: str = "") -> list[str]:
+  """Dotted keys whose values differ between two nested dicts."""
+  if not (isinstance(a, dict) and isinstance(b, dict)):
+    return [prefix.rstrip(".")] if a != b else []
+  out = []
+  for key in set(a) | set(b):
+    out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
+  return out
