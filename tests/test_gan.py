@@ -220,6 +220,47 @@ def test_unrolling_through_sgd_starts_from_the_adam_trained_critic():
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params["generator"], g1)
 
 
+def test_lazy_r1_is_k_times_the_penalty_on_every_kth_step_and_none_between():
+  """r1_every = k: the discriminator's step at a multiple of k is the step with R1 gamma x k, and
+  at other steps the step without R1; r1_every = 1 is R1 on every step (checked by hand)."""
+  players = _toy_players()
+  d_lr = 0.1
+  g_tx, d_tx = optax.sgd(0.0), optax.sgd(d_lr)
+  g, d = _toy_params()
+  real = jax.random.normal(jax.random.PRNGKey(3), (8, 2)) + 1.0
+  key = jax.random.PRNGKey(7)
+
+  def d_after(settings, step):
+    update = jax.jit(build_two_player_update(players, settings, g_tx, d_tx, "point",
+                                             (optax.constant_schedule(0.0), optax.constant_schedule(d_lr))))
+    params, _, _, metrics = update({"generator": g, "discriminator": d},
+                                   {"generator": g_tx.init(g), "discriminator": d_tx.init(d)},
+                                   {"generator": {}, "discriminator": {}}, {"point": real}, key,
+                                   jnp.int32(step))
+    return params["discriminator"], metrics
+
+  # By hand: D(x) = w.x + c |x|^2 has grad_x D = w + 2 c x, so R1 = mean |w + 2 c x|^2.
+  D = lambda d, x: x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1)
+  fake = jax.random.normal(jax.random.fold_in(jax.random.fold_in(key, 0), 0), (8, 2)) @ g["A"] + g["b"]
+  def d_loss(d, gamma):
+    r1 = jnp.mean(jnp.sum((d["w"] + 2 * d["c"] * real) ** 2, -1))
+    return (jnp.mean(jax.nn.softplus(-D(d, real))) + jnp.mean(jax.nn.softplus(D(d, fake)))
+            + 0.5 * gamma * r1)
+  by_hand = lambda gamma: jax.tree.map(lambda p, gr: p - d_lr * gr, d, jax.grad(d_loss)(d, gamma))
+  close = lambda a, b: jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7), a, b)
+
+  every, _ = d_after(Settings(r1_gamma=0.5), 3)
+  close(every, by_hand(0.5))
+  on, metrics = d_after(Settings(r1_gamma=0.5, r1_every=4), 8)
+  close(on, by_hand(2.0))
+  assert float(metrics["r1_penalty"]) == pytest.approx(float(jnp.mean(jnp.sum((d["w"] + 2 * d["c"] * real) ** 2, -1))), rel=1e-5)
+  off, metrics = d_after(Settings(r1_gamma=0.5, r1_every=4), 9)
+  close(off, by_hand(0.0))
+  assert float(metrics["r1_penalty"]) == 0.0
+  # The penalty moves this critic: the three steps differ.
+  assert float(jnp.abs(on["c"] - off["c"])) > 1e-3 and float(jnp.abs(every["c"] - off["c"])) > 1e-4
+
+
 def test_n_critic_steps_take_their_own_share_of_the_batch_and_clip_weights():
   players = _toy_players()
   d_tx = optax.sgd(0.1)
@@ -517,6 +558,7 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
     ("--config.model.name=dcgan", "MLP networks"),
     ("--config.gan.objective=softmax", "gan.objective"),
     ("--config.gan.unroll_optimizer=rmsprop", "gan.unroll_optimizer"),
+    ("--config.gan.r1_every=0", "gan.r1_every"),
     ("--config.model.mlp_init_std=-0.02", "model.mlp_init_std"),
     ("--config.model.g_bn_momentum=1.0", "model.g_bn_momentum"),
 ])

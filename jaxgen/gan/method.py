@@ -53,6 +53,7 @@ def gan_config(**values) -> ml_collections.ConfigDict:
       "pack": 1,                      # PacGAN: the discriminator judges m examples jointly
       "gp_weight": 0.0,               # WGAN-GP's lambda (10)
       "r1_gamma": 0.0,                # R1's gamma (StyleGAN: 10)
+      "r1_every": 1,                  # lazy R1: gamma x k on every k-th step (StyleGAN2: 16)
       "weight_clip": 0.0,             # WGAN: clip critic parameters to [-c, c] (0.01)
   })
   c.update(values)
@@ -167,6 +168,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
            f"'gan.unroll_optimizer' must be one of {', '.join(UNROLL_OPTIMIZERS)}, not "
            f"'{g.get('unroll_optimizer')}'.")
   _require(g.get("unroll_lr", 0.0) >= 0, f"Config key 'gan.unroll_lr' must be >= 0, got {g.get('unroll_lr')}.")
+  r1_every = g.get("r1_every", 1)
+  _require(isinstance(r1_every, int) and r1_every >= 1, "Config key 'gan.r1_every' must be an "
+           f"integer >= 1 (1: R1 on every step), got {r1_every!r}.")
   for key in ("gp_weight", "r1_gamma", "weight_clip"):
     _require(g[key] >= 0, f"Config key 'gan.{key}' must be >= 0, got {g[key]}.")
   if g.objective == "wgan_gp":
@@ -351,7 +355,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
                     pack=lambda x: pack_examples(x, g.pack), latent=latent, real_view=real_view,
                     lod=lod_of)
   settings = Settings(objective=g.objective, n_critic=g.n_critic, unrolled_steps=g.unrolled_steps,
-                      gp_weight=g.gp_weight, r1_gamma=g.r1_gamma, weight_clip=g.weight_clip)
+                      gp_weight=g.gp_weight, r1_gamma=g.r1_gamma, r1_every=g.get("r1_every", 1),
+                      weight_clip=g.weight_clip)
   two_player = build_two_player_update(players, settings, g_tx, d_tx, field, (g_sched, d_sched),
                                        unroll_tx)
 

@@ -51,6 +51,7 @@ class Settings:
   unrolled_steps: int = 0
   gp_weight: float = 0.0        # WGAN-GP's lambda (wgan_gp: 10)
   r1_gamma: float = 0.0         # R1's gamma: the penalty is gamma / 2 E||grad D(x)||^2
+  r1_every: int = 1             # lazy R1 (StyleGAN2): the penalty x k on every k-th step only
   weight_clip: float = 0.0      # WGAN: clip every critic parameter to [-c, c] after its update
 
 
@@ -63,7 +64,7 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
   the optimizer of the unrolled discriminator updates (None: d_tx, continuing from its state)."""
   s = settings
 
-  def d_objective(d_params, d_state, real, fake, key, lod):
+  def d_objective(d_params, d_state, real, fake, key, lod, step):
     """The discriminator's loss (with its penalties) on packed reals and fakes."""
     # Reals and fakes in separate calls: batch statistics and minibatch features then compare
     # examples of one kind, as in DCGAN and Salimans et al.
@@ -77,15 +78,23 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
       gp = losses.gradient_penalty(critic, real, fake, key)
       loss = loss + s.gp_weight * gp
       aux["gradient_penalty"] = gp
-    if s.r1_gamma:
+    if s.r1_gamma and s.r1_every > 1:
+      # Lazy regularisation (Karras et al. 2020, sec. 3.1): the penalty on one step in k, scaled
+      # by k so that its average weight is unchanged. Its second backward pass is then skipped on
+      # the other steps (a real branch under jit; under a vmap over seeds both branches run).
+      on = step % s.r1_every == 0
+      r1 = jax.lax.cond(on, lambda: losses.r1_penalty(critic, real), lambda: jnp.zeros((), loss.dtype))
+      loss = loss + 0.5 * s.r1_gamma * s.r1_every * r1
+      aux["r1_penalty"] = r1  # 0 on the steps without it
+    elif s.r1_gamma:
       r1 = losses.r1_penalty(critic, real)
       loss = loss + 0.5 * s.r1_gamma * r1
       aux["r1_penalty"] = r1
     return loss, (d_state, aux)
 
-  def d_update(d_params, d_opt, d_state, real, fake, key, lod, tx=d_tx):
+  def d_update(d_params, d_opt, d_state, real, fake, key, lod, step, tx=d_tx):
     (loss, (d_state, aux)), grads = jax.value_and_grad(d_objective, has_aux=True)(
-        d_params, d_state, real, fake, key, lod)
+        d_params, d_state, real, fake, key, lod, step)
     updates, d_opt = tx.update(grads, d_opt, d_params)
     d_params = optax.apply_updates(d_params, updates)
     if s.weight_clip:
@@ -108,7 +117,7 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
       fake, _ = players.generate(g_params, g_state, z, jax.random.fold_in(k, 1), lod)
       d_params, d_opt, d_state, loss, gnorm, aux = d_update(
           d_params, d_opt, d_state, players.pack(real), players.pack(jax.lax.stop_gradient(fake)),
-          jax.random.fold_in(k, 2), lod)
+          jax.random.fold_in(k, 2), lod, step)
       return (d_params, d_opt, d_state), {"d_loss": loss, "d_grad_norm": gnorm, **aux}
 
     (d_params, d_opt, d_state), d_metrics = jax.lax.scan(
@@ -129,7 +138,7 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
         def unroll(carry, j):
           p, o, st = carry
           p, o, st, *_ = d_update(p, o, st, real_for_unroll, packed,
-                                  jax.random.fold_in(g_key, 2 + j), lod, tx)
+                                  jax.random.fold_in(g_key, 2 + j), lod, step, tx)
           return (p, o, st), None
         (critic, _, _), _ = jax.lax.scan(unroll, (d_params, opt, d_state),
                                          jnp.arange(s.unrolled_steps))
