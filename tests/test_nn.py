@@ -45,7 +45,9 @@ def test_unet_shapes_remat_and_time_dependence():
   loss = lambda m: lambda v: jnp.sum(m.apply(v, x, t, False) ** 2)
   g = jax.jit(jax.grad(loss(model)))(variables)
   g_remat = jax.jit(jax.grad(loss(_tiny_unet(remat=True))))(variables)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), g, g_remat)
+  # atol 1e-5 on O(1) gradients: remat recomputes the forward in another fusion order (float
+  # differences up to 3e-6 seen); a wrong rematerialisation differs by orders more.
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), g, g_remat)
 
 
 def test_unet_bfloat16_activations_keep_float32_params():
