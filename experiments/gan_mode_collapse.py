@@ -68,6 +68,7 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
   import jax
   from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.data import builtin
+  from jaxgen.errors import CheckpointError
   from jaxgen.metrics import modes
   from jaxgen.train.sweep import SeedSweep
   out = root / dataset / variant
@@ -83,16 +84,16 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
     sweep = SeedSweep(config, todo, workdir=out / "sweep")
     resumed_at = int(sweep.step()[0])
     if resumed_at > steps:
-      raise SystemExit(f"error: the sweep checkpoint in {out / 'sweep'} is at step {resumed_at}, past "
-                       f"--steps {steps}; ask for at least {resumed_at} steps, or use another --root.")
+      sweep.close()
+      raise CheckpointError(f"The sweep checkpoint in {out / 'sweep'} is at step {resumed_at}, past "
+                            f"--steps {steps}; ask for at least {resumed_at} steps, or use another --root.")
     # What an earlier, interrupted or shorter run of this sweep measured up to its checkpoint.
     progress = json.loads((out / "progress.json").read_text()) if (out / "progress.json").exists() else {}
     earlier_seconds = progress.pop("train_seconds", 0.0) if resumed_at else 0.0
     sample = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES))
     # The online weights sample with the running BatchNorm averages gathered with them.
     sample_online = jax.jit(lambda p, m, k: sweep.method.sample(p, m, k, NUM_SAMPLES, batch_norm="running"))
-    history = {s: [h for h in progress.get(f"seed{s}", []) if h["step"] <= resumed_at] if resumed_at else []
-               for s in todo}
+    history = {s: [h for h in progress.get(f"seed{s}", []) if h["step"] <= resumed_at] for s in todo}
     last = {}  # seed -> (samples, ModeResult, final metrics) at the latest measurement
 
     def evaluate(step, states, metrics):

@@ -78,18 +78,15 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
       gp = losses.gradient_penalty(critic, real, fake, key)
       loss = loss + s.gp_weight * gp
       aux["gradient_penalty"] = gp
-    if s.r1_gamma and s.r1_every > 1:
-      # Lazy regularisation (Karras et al. 2020, sec. 3.1): the penalty on one step in k, scaled
-      # by k so that its average weight is unchanged. Its second backward pass is then skipped on
-      # the other steps (a real branch under jit; under a vmap over seeds both branches run).
-      on = step % s.r1_every == 0
-      r1 = jax.lax.cond(on, lambda: losses.r1_penalty(critic, real), lambda: jnp.zeros((), loss.dtype))
+    if s.r1_gamma:
+      r1 = losses.r1_penalty(critic, real) if s.r1_every == 1 else jax.lax.cond(
+          # Lazy regularisation (Karras et al. 2020, sec. 3.1): the penalty on one step in k,
+          # scaled by k so that its average weight is unchanged; its second backward pass is
+          # skipped on the other steps (a real branch under jit; under a vmap over seeds both run).
+          step % s.r1_every == 0, lambda: losses.r1_penalty(critic, real),
+          lambda: jnp.zeros((), loss.dtype))
       loss = loss + 0.5 * s.r1_gamma * s.r1_every * r1
-      aux["r1_penalty"] = r1  # 0 on the steps without it
-    elif s.r1_gamma:
-      r1 = losses.r1_penalty(critic, real)
-      loss = loss + 0.5 * s.r1_gamma * r1
-      aux["r1_penalty"] = r1
+      aux["r1_penalty"] = r1  # lazy: 0 on the steps without it
     return loss, (d_state, aux)
 
   def d_update(d_params, d_opt, d_state, real, fake, key, lod, step, tx=d_tx):
