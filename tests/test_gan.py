@@ -351,6 +351,23 @@ def test_stylegan_growing_schedule_and_progressive_views():
   np.testing.assert_allclose(coarse, jnp.repeat(jnp.repeat(block, 8, 1), 8, 2), rtol=1e-5, atol=1e-6)
 
 
+def test_stylegan_equalised_layers_keep_the_activations_scale():
+  """He's constant sqrt(2 / fan_in) (ProGAN sec. 4.1) keeps the second moment through LeakyReLU(0.2)
+  layers: per layer E[lrelu(h)^2] = 2 (1 + 0.2^2) / 2 E[h^2] = 1.04 E[h^2], so after the 8-layer
+  mapping of a pixel-normalised z, E[w^2] is about 1.04^8 = 1.37 (without the gain, 0.52^8 = 0.005:
+  w, and the styles, would hardly depend on z at the start)."""
+  mapping = stylegan.MappingNetwork(w_dim=256, depth=8)
+  z = jax.random.normal(jax.random.PRNGKey(1), (512, 256))
+  w = mapping.apply(mapping.init(jax.random.PRNGKey(0), z), z)
+  assert 0.6 < float(jnp.mean(w ** 2)) < 2.5
+  assert float(jnp.mean(jnp.std(w, axis=0))) > 0.5
+  # One layer: a Dense of gain sqrt(2) doubles the second moment of its unit-variance input.
+  x = jax.random.normal(jax.random.PRNGKey(2), (4096, 256))
+  dense = stylegan.EqualDense(256, gain=math.sqrt(2.0))
+  y = dense.apply(dense.init(jax.random.PRNGKey(3), x), x)
+  assert float(jnp.mean(y ** 2)) == pytest.approx(2.0, rel=0.1)
+
+
 def test_stylegan_truncation_mixing_and_w_average():
   gen = stylegan.StyleGANGenerator(image_size=8, channels=1, z_dim=8, w_dim=8, mapping_depth=2,
                                    base_ch=8, max_ch=16, progressive=True)

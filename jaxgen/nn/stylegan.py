@@ -7,8 +7,10 @@ the next level in), so a growing run compiles once: every level is always comput
 is upsampled to full size, as in the official implementation's linear structure.
 
 Equalised learning rate (ProGAN sec. 4.1): weights are drawn from N(0, 1 / lr_mul) and scaled at
-run time by lr_mul / sqrt(fan_in), so Adam's per-parameter steps act on every layer alike; the
-mapping network uses lr_mul = 0.01.
+run time by He's constant times lr_mul, gain * lr_mul / sqrt(fan_in), so Adam's per-parameter steps
+act on every layer alike; the mapping network uses lr_mul = 0.01. The gain is sqrt(2) for the
+layers a LeakyReLU follows (He et al. 2015: the activations' second moment is kept through the
+network, so w depends on z from the first step) and 1 for the linear ones (styles, to_rgb, logit).
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ from jaxgen.nn.gan import minibatch_stddev, resolution_levels
 from jaxgen.nn.layers import Conv2D
 
 STATS = "stylegan"  # collection of the running average of w (the truncation trick's centre)
+LRELU_GAIN = math.sqrt(2.0)  # He's gain for the layers a LeakyReLU(0.2) follows
 
 
 class EqualDense(nn.Module):
   features: int
   lr_mul: float = 1.0
   bias_init: float = 0.0
+  gain: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     w = self.param("kernel", nn.initializers.normal(1.0 / self.lr_mul), (x.shape[-1], self.features))
     b = self.param("bias", nn.initializers.constant(self.bias_init / self.lr_mul), (self.features,))
-    return x @ (w * (self.lr_mul / math.sqrt(x.shape[-1]))) + b * self.lr_mul
+    return x @ (w * (self.gain * self.lr_mul / math.sqrt(x.shape[-1]))) + b * self.lr_mul
 
 
 class EqualConv(nn.Module):
@@ -43,10 +47,11 @@ class EqualConv(nn.Module):
   features: int
   kernel_size: int = 3
   conv_impl: str = "auto"
+  gain: float = 1.0
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    scale = 1.0 / math.sqrt(self.kernel_size ** 2 * x.shape[-1])
+    scale = self.gain / math.sqrt(self.kernel_size ** 2 * x.shape[-1])
     conv = Conv2D(self.features, self.kernel_size, impl=self.conv_impl,
                   kernel_init=nn.initializers.normal(1.0), name="conv")
     return conv(x * scale)
@@ -96,7 +101,7 @@ def progressive_image(x: jax.Array, lod: jax.Array, levels: int) -> jax.Array:
 
 
 class MappingNetwork(nn.Module):
-  """z -> w: pixel norm, then `depth` EqualDense + LeakyReLU(0.2) layers at lr_mul 0.01."""
+  """z -> w: pixel norm, then `depth` EqualDense (gain sqrt 2) + LeakyReLU(0.2) layers at lr_mul 0.01."""
   w_dim: int = 512
   depth: int = 8
   lr_mul: float = 0.01
@@ -105,7 +110,7 @@ class MappingNetwork(nn.Module):
   def __call__(self, z: jax.Array) -> jax.Array:
     h = pixel_norm(z)
     for i in range(self.depth):
-      h = nn.leaky_relu(EqualDense(self.w_dim, self.lr_mul, name=f"dense{i}")(h), 0.2)
+      h = nn.leaky_relu(EqualDense(self.w_dim, self.lr_mul, gain=LRELU_GAIN, name=f"dense{i}")(h), 0.2)
     return h
 
 
@@ -169,9 +174,9 @@ class SynthesisNetwork(nn.Module):
       if i == 0:
         h = StyleLayer(ch, name="layer0")(h, ws[:, 0], noise(0, h))
       else:
-        h = EqualConv(ch, 3, self.conv_impl, name=f"conv{2 * i}")(upsample2(h))
+        h = EqualConv(ch, 3, self.conv_impl, LRELU_GAIN, name=f"conv{2 * i}")(upsample2(h))
         h = StyleLayer(ch, name=f"layer{2 * i}")(h, ws[:, 2 * i], noise(2 * i, h))
-      h = EqualConv(ch, 3, self.conv_impl, name=f"conv{2 * i + 1}")(h)
+      h = EqualConv(ch, 3, self.conv_impl, LRELU_GAIN, name=f"conv{2 * i + 1}")(h)
       h = StyleLayer(ch, name=f"layer{2 * i + 1}")(h, ws[:, 2 * i + 1], noise(2 * i + 1, h))
       if self.progressive:
         rgb = to_rgb(i, h)
@@ -262,20 +267,22 @@ class StyleGANDiscriminator(nn.Module):
     levels = resolution_levels(self.image_size) + 1
     act = lambda v: nn.leaky_relu(v, 0.2)
     from_rgb = lambda i, img: act(EqualConv(channels_at(i, levels, self.base_ch, self.max_ch), 1,
-                                            self.conv_impl, name=f"from_rgb{i}")(img))
+                                            self.conv_impl, LRELU_GAIN, name=f"from_rgb{i}")(img))
     alphas = level_weights(jnp.asarray(lod, jnp.float32), levels)
     h = from_rgb(levels - 1, x)
     img = x
     for i in range(levels - 1, 0, -1):
       ch, ch_down = channels_at(i, levels, self.base_ch, self.max_ch), channels_at(i - 1, levels, self.base_ch, self.max_ch)
-      h = act(EqualConv(ch, 3, self.conv_impl, name=f"conv{i}a")(h))
-      h = downsample2(act(EqualConv(ch_down, 3, self.conv_impl, name=f"conv{i}b")(h)))
+      h = act(EqualConv(ch, 3, self.conv_impl, LRELU_GAIN, name=f"conv{i}a")(h))
+      h = downsample2(act(EqualConv(ch_down, 3, self.conv_impl, LRELU_GAIN, name=f"conv{i}b")(h)))
       if self.progressive:
         img = downsample2(img)
         lower = from_rgb(i - 1, img)
         h = lower + alphas[i - 1] * (h - lower)
     if self.minibatch_std_group:
       h = minibatch_stddev(h, self.minibatch_std_group)
-    h = act(EqualConv(channels_at(0, levels, self.base_ch, self.max_ch), 3, self.conv_impl, name="conv0")(h))
-    h = act(EqualDense(channels_at(0, levels, self.base_ch, self.max_ch), name="dense")(h.reshape(h.shape[0], -1)))
+    h = act(EqualConv(channels_at(0, levels, self.base_ch, self.max_ch), 3, self.conv_impl, LRELU_GAIN,
+                      name="conv0")(h))
+    h = act(EqualDense(channels_at(0, levels, self.base_ch, self.max_ch), gain=LRELU_GAIN,
+                       name="dense")(h.reshape(h.shape[0], -1)))
     return EqualDense(1, name="logit")(h)[..., 0]
