@@ -266,23 +266,21 @@ class StyleGANDiscriminator(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False, *, lod: jax.Array | float = 0.0) -> jax.Array:
     levels = resolution_levels(self.image_size) + 1
     act = lambda v: nn.leaky_relu(v, 0.2)
-    from_rgb = lambda i, img: act(EqualConv(channels_at(i, levels, self.base_ch, self.max_ch), 1,
-                                            self.conv_impl, LRELU_GAIN, name=f"from_rgb{i}")(img))
+    width = lambda i: channels_at(i, levels, self.base_ch, self.max_ch)
+    from_rgb = lambda i, img: act(EqualConv(width(i), 1, self.conv_impl, LRELU_GAIN,
+                                            name=f"from_rgb{i}")(img))
     alphas = level_weights(jnp.asarray(lod, jnp.float32), levels)
     h = from_rgb(levels - 1, x)
     img = x
     for i in range(levels - 1, 0, -1):
-      ch, ch_down = channels_at(i, levels, self.base_ch, self.max_ch), channels_at(i - 1, levels, self.base_ch, self.max_ch)
-      h = act(EqualConv(ch, 3, self.conv_impl, LRELU_GAIN, name=f"conv{i}a")(h))
-      h = downsample2(act(EqualConv(ch_down, 3, self.conv_impl, LRELU_GAIN, name=f"conv{i}b")(h)))
+      h = act(EqualConv(width(i), 3, self.conv_impl, LRELU_GAIN, name=f"conv{i}a")(h))
+      h = downsample2(act(EqualConv(width(i - 1), 3, self.conv_impl, LRELU_GAIN, name=f"conv{i}b")(h)))
       if self.progressive:
         img = downsample2(img)
         lower = from_rgb(i - 1, img)
         h = lower + alphas[i - 1] * (h - lower)
     if self.minibatch_std_group:
       h = minibatch_stddev(h, self.minibatch_std_group)
-    h = act(EqualConv(channels_at(0, levels, self.base_ch, self.max_ch), 3, self.conv_impl, LRELU_GAIN,
-                      name="conv0")(h))
-    h = act(EqualDense(channels_at(0, levels, self.base_ch, self.max_ch), gain=LRELU_GAIN,
-                       name="dense")(h.reshape(h.shape[0], -1)))
+    h = act(EqualConv(width(0), 3, self.conv_impl, LRELU_GAIN, name="conv0")(h))
+    h = act(EqualDense(width(0), gain=LRELU_GAIN, name="dense")(h.reshape(h.shape[0], -1)))
     return EqualDense(1, name="logit")(h)[..., 0]
