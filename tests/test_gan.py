@@ -221,8 +221,9 @@ def test_unrolling_through_sgd_starts_from_the_adam_trained_critic():
 
 
 def test_lazy_r1_is_k_times_the_penalty_on_every_kth_step_and_none_between():
-  """r1_every = k: the discriminator's step at a multiple of k is the step with R1 gamma x k, and
-  at other steps the step without R1; r1_every = 1 is R1 on every step (checked by hand)."""
+  """r1_every = k: the update from state step n is the step with R1 gamma x k when n + 1 (the
+  1-based step the loop logs it under) is a multiple of k, and the step without R1 otherwise;
+  r1_every = 1 is R1 on every step (checked by hand)."""
   players = _toy_players()
   d_lr = 0.1
   g_tx, d_tx = optax.sgd(0.0), optax.sgd(d_lr)
@@ -251,10 +252,10 @@ def test_lazy_r1_is_k_times_the_penalty_on_every_kth_step_and_none_between():
 
   every, _ = d_after(Settings(r1_gamma=0.5), 3)
   close(every, by_hand(0.5))
-  on, metrics = d_after(Settings(r1_gamma=0.5, r1_every=4), 8)
+  on, metrics = d_after(Settings(r1_gamma=0.5, r1_every=4), 7)
   close(on, by_hand(2.0))
   assert float(metrics["r1_penalty"]) == pytest.approx(float(jnp.mean(jnp.sum((d["w"] + 2 * d["c"] * real) ** 2, -1))), rel=1e-5)
-  off, metrics = d_after(Settings(r1_gamma=0.5, r1_every=4), 9)
+  off, metrics = d_after(Settings(r1_gamma=0.5, r1_every=4), 8)
   close(off, by_hand(0.0))
   assert float(metrics["r1_penalty"]) == 0.0
   # The penalty moves this critic: the three steps differ.

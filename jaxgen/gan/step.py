@@ -83,7 +83,9 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
           # Lazy regularisation (Karras et al. 2020, sec. 3.1): the penalty on one step in k,
           # scaled by k so that its average weight is unchanged; its second backward pass is
           # skipped on the other steps (a real branch under jit; under a vmap over seeds both run).
-          step % s.r1_every == 0, lambda: losses.r1_penalty(critic, real),
+          # It is the update that takes the state to step k, 2k, ...: the loop logs metrics under
+          # that 1-based number, so a log_every that is a multiple of k shows the penalty.
+          (step + 1) % s.r1_every == 0, lambda: losses.r1_penalty(critic, real),
           lambda: jnp.zeros((), loss.dtype))
       loss = loss + 0.5 * s.r1_gamma * s.r1_every * r1
       aux["r1_penalty"] = r1  # lazy: 0 on the steps without it
