@@ -60,6 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.grad_accum_steps = 1
   c.train.steps_per_call = 10
   c.train.ema_decay = 0.9999
+  c.train.ema_warmup = False  # True: decay min(ema_decay, (1 + n) / (10 + n)) at step n
   c.train.log_every = 100
   c.train.checkpoint_every = 10_000
   c.train.max_to_keep = 3

@@ -48,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
   # modes, and the average sits on them (ring, 5 seeds, 15000 steps: 86.8% high quality against
   # 59.2% for the online weights of the non-saturating GAN, 92.6% against 76.1% for PacGAN2).
   c.train.ema_decay = 0.999
+  c.train.ema_warmup = False  # True: decay min(ema_decay, (1 + n) / (10 + n)) at step n
   c.train.log_every = 500
   c.train.checkpoint_every = 2500
   c.train.max_to_keep = 1

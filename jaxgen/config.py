@@ -182,6 +182,9 @@ def validate_common(config: ml_collections.ConfigDict) -> None:
              f"must be a multiple of train.steps_per_call ({steps_per_call}).")
   ema = t.get("ema_decay", 0.0)
   _require(0.0 <= ema < 1.0, "train.ema_decay", f"must lie in [0, 1), got {ema}.")
+  warmup = t.get("ema_warmup", False)
+  _require(isinstance(warmup, bool), "train.ema_warmup",
+           f"must be true or false (the EMA's decay min(decay, (1 + n) / (10 + n))), got {warmup!r}.")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -13,13 +13,15 @@ def test_overrides_are_parsed_to_the_config_files_types():
   c = load()
   config_lib.apply_overrides(c, config_lib.parse_override_args(
       ["--config.train.steps=7", "--config.optimizer.lr", "3e-4", "--config.model.remat=true",
-       "--config.model.ch_mult=(1,2,4)", "--config.model.attn_resolutions=()", "--config.data.name=shapes"]))
+       "--config.model.ch_mult=(1,2,4)", "--config.model.attn_resolutions=()", "--config.data.name=shapes",
+       "--config.train.ema_warmup=true"]))
   assert c.train.steps == 7 and isinstance(c.train.steps, int)
   assert c.optimizer.lr == 3e-4
   assert c.model.remat is True
   assert c.model.ch_mult == (1, 2, 4)
   assert c.model.attn_resolutions == ()
   assert c.data.name == "shapes"
+  assert c.train.ema_warmup is True
 
 
 @pytest.mark.parametrize("arg, fragment", [
@@ -48,6 +50,11 @@ def test_validation_rejects_inconsistent_values():
   c = load()
   c.train.batch_size = 0
   with pytest.raises(ConfigError, match="train.batch_size"):
+    config_lib.validate_common(c)
+  c = load()
+  with c.train.ignore_type():  # a config file that wrote the flag as a number
+    c.train.ema_warmup = 1
+  with pytest.raises(ConfigError, match="train.ema_warmup"):
     config_lib.validate_common(c)
 
 

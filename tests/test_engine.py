@@ -49,6 +49,29 @@ def test_sgd_step_matches_the_hand_computed_update_and_ema():
   assert int(new.step) == 1
 
 
+def test_ema_warmup_follows_min_decay_one_plus_n_over_ten_plus_n():
+  """With train.ema_warmup the EMA after steps 0, 1, 2 uses decays min(0.9, (1 + n) / (10 + n)) =
+  0.1, 2/11, 0.25 (by hand on the parameter trajectory), without it 0.9 throughout."""
+  opt = optax.sgd(0.1)
+  state = initial_state(opt)
+  batches = {k: jnp.stack([batch_of(8, seed=s)[k] for s in range(3)]) for k in ("x", "y")}
+  warm, _ = run(step_lib.build_update(pure_loss(mse), opt, optax.constant_schedule(0.1), ema_decay=0.9,
+                                      ema_warmup=True), state, batches)
+  plain, _ = run(step_lib.build_update(pure_loss(mse), opt, optax.constant_schedule(0.1), ema_decay=0.9),
+                 state, batches)
+  w = np.array([0.5, -1.0, 2.0])
+  ema_warm, ema_plain = w.copy(), w.copy()
+  for s, decay in enumerate([0.1, 2 / 11, 3 / 12]):
+    x, y = np.asarray(batches["x"][s], np.float64), np.asarray(batches["y"][s], np.float64)
+    w = w - 0.1 * 2 * x.T @ (x @ w - y) / len(y)
+    ema_warm = decay * ema_warm + (1 - decay) * w
+    ema_plain = 0.9 * ema_plain + 0.1 * w
+  np.testing.assert_allclose(warm.params["w"], w, rtol=1e-5)
+  np.testing.assert_allclose(warm.ema_params["w"], ema_warm, rtol=1e-5)
+  np.testing.assert_allclose(plain.ema_params["w"], ema_plain, rtol=1e-5)
+  assert float(step_lib.ema_decay_at(10_000, 0.999, True)) == pytest.approx(0.999)
+
+
 def test_gradient_accumulation_equals_the_full_batch():
   opt = optax.adam(1e-2)
   state = initial_state(opt)

@@ -79,11 +79,13 @@ class Trainer:
                           f"'{self.method.name}', whose step is its own.")
       self.optimizer = self.method.optimizer
       self.update = step_lib.build_method_update(self.method.update, ema_decay=t.ema_decay,
+                                                 ema_warmup=t.get("ema_warmup", False),
                                                  post_update=self.method.post_update)
       return
     self.optimizer, self.lr_schedule = make_optimizer(config.optimizer, t.steps)
     self.update = step_lib.build_update(self.method.loss, self.optimizer, self.lr_schedule,
-                                        ema_decay=t.ema_decay, grad_accum_steps=t.grad_accum_steps,
+                                        ema_decay=t.ema_decay, ema_warmup=t.get("ema_warmup", False),
+                                        grad_accum_steps=t.grad_accum_steps,
                                         post_update=self.method.post_update)
 
   # -- state -----------------------------------------------------------------------------------

@@ -38,8 +38,19 @@ def batch_sharding(mesh: Mesh, stacked: bool = True) -> NamedSharding:
   return NamedSharding(mesh, P(None, DATA_AXIS) if stacked else P(DATA_AXIS))
 
 
-def ema_update(ema, params, decay: float):
+def ema_update(ema, params, decay):
   return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
+
+
+def ema_decay_at(step, decay: float, warmup: bool):
+  """The EMA's decay for the update from state step `step` (0-based). With warm-up, min(decay,
+  (1 + step) / (10 + step)) (the num_updates rule of TensorFlow's ExponentialMovingAverage): the
+  average forgets its initial weights within the first hundreds of steps instead of 1 / (1 - decay)
+  of them, which matters in runs not much longer than that window."""
+  if not warmup:
+    return decay
+  n = jnp.asarray(step, jnp.float32)
+  return jnp.minimum(decay, (1.0 + n) / (10.0 + n))
 
 
 def split_micro_batches(x: jax.Array, k: int) -> jax.Array:
@@ -49,10 +60,11 @@ def split_micro_batches(x: jax.Array, k: int) -> jax.Array:
 
 
 def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
-                 lr_schedule: optax.Schedule, *, ema_decay: float = 0.0,
+                 lr_schedule: optax.Schedule, *, ema_decay: float = 0.0, ema_warmup: bool = False,
                  grad_accum_steps: int = 1, post_update: Callable | None = None) -> Callable:
   """One optimizer step: (state, batch) -> (state, metrics). Not jitted (see `compile_train_step`).
-  post_update(new_params, mutable) -> mutable runs after the optimizer (the method's hook)."""
+  post_update(new_params, mutable) -> mutable runs after the optimizer (the method's hook).
+  ema_warmup: the EMA's decay follows `ema_decay_at`."""
 
   def grads_of(params, mutable, batch, key):
     (loss, (aux, mutable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, mutable, batch, key)
@@ -86,22 +98,23 @@ def build_update(loss_fn: Callable, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": loss, "grad_norm": grad_norm, "lr": lr_schedule(state.step), **aux}
-    return _advance(state, params, opt_state, mutable, metrics, ema_decay, post_update)
+    return _advance(state, params, opt_state, mutable, metrics, ema_decay, ema_warmup, post_update)
 
   return update
 
 
 def _advance(state: TrainState, params, opt_state, mutable, metrics, ema_decay: float,
-             post_update: Callable | None):
+             ema_warmup: bool, post_update: Callable | None):
   """The state after an optimizer step: EMA, the method's post-update hook, step + 1."""
-  ema = ema_update(state.ema_params, params, ema_decay) if ema_decay > 0 else params
+  ema = (ema_update(state.ema_params, params, ema_decay_at(state.step, ema_decay, ema_warmup))
+         if ema_decay > 0 else params)
   if post_update is not None:
     mutable = post_update(params, mutable)
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema,
                        mutable=mutable), metrics
 
 
-def build_method_update(method_update: Callable, *, ema_decay: float = 0.0,
+def build_method_update(method_update: Callable, *, ema_decay: float = 0.0, ema_warmup: bool = False,
                         post_update: Callable | None = None) -> Callable:
   """(state, batch) -> (state, metrics) around a method's own optimizer step
   `method_update(params, opt_state, mutable, batch, key, step)` (a GAN's two players): the same
@@ -110,7 +123,7 @@ def build_method_update(method_update: Callable, *, ema_decay: float = 0.0,
     step_key = jax.random.fold_in(state.key, state.step)
     params, opt_state, mutable, metrics = method_update(state.params, state.opt_state, state.mutable,
                                                         batch, step_key, state.step)
-    return _advance(state, params, opt_state, mutable, metrics, ema_decay, post_update)
+    return _advance(state, params, opt_state, mutable, metrics, ema_decay, ema_warmup, post_update)
 
   return update
 
