@@ -119,6 +119,64 @@ def test_minibatch_stddev_and_discrimination_by_hand():
   np.testing.assert_allclose(same[:, 4:], 6.0)
 
 
+def _own_example_gradients(logits_of, x):
+  """d logits_of(x)_i / d x_i with every other row of x held fixed, one example at a time (the
+  independent truth for the per-example penalties through batch-coupled features)."""
+  def one(i):
+    return jax.grad(lambda v: logits_of(x.at[i].set(v))[i])(x[i])
+  return jax.vmap(one)(jnp.arange(x.shape[0]))
+
+
+def test_minibatch_discrimination_against_a_reference_is_per_example():
+  mbd = gan_nets.MinibatchDiscrimination(num_kernels=3, kernel_dim=2)
+  f = jax.random.normal(jax.random.PRNGKey(0), (5, 4))
+  params = mbd.init(jax.random.PRNGKey(1), f)
+  plain = lambda v: mbd.apply(params, v)
+  # At reference = f the value is the plain call's.
+  np.testing.assert_allclose(mbd.apply(params, f, reference=f), plain(f), rtol=1e-6)
+  # Its gradient with respect to f alone is, row by row, the plain feature's gradient with the
+  # other rows held fixed; the plain call's summed gradient is not (it adds the cross terms).
+  for b in range(3):
+    own = _own_example_gradients(lambda v: plain(v)[:, 4 + b], f)
+    via_reference = jax.grad(lambda v: jnp.sum(mbd.apply(params, v, reference=f)[:, 4 + b]))(f)
+    np.testing.assert_allclose(via_reference, own, rtol=1e-5, atol=1e-6)
+    summed = jax.grad(lambda v: jnp.sum(plain(v)[:, 4 + b]))(f)
+    assert float(jnp.max(jnp.abs(summed - own))) > 1e-2
+
+
+def test_r1_and_gradient_penalty_through_minibatch_discrimination_are_per_example():
+  """R1 and WGAN-GP with a reference-taking critic equal the mean of ||d D(x_i) / d x_i||^2 (and
+  (||.|| - 1)^2) computed one example at a time, on both discriminators with minibatch features;
+  the reference changes no logit. The one-argument (summed-logit) critic gives another value."""
+  key = jax.random.PRNGKey(0)
+  mlp = gan_nets.MLPDiscriminator(hidden=8, pieces=2, depth=2, minibatch_kernels=4, minibatch_kernel_dim=3)
+  dcgan = gan_nets.DCGANDiscriminator(image_size=8, base_ch=4, norm="layer", minibatch_kernels=4,
+                                      minibatch_kernel_dim=3)
+  # With minibatch stddev as well, the reference still changes no logit (the stddev sees x's own
+  # groups; its gradient keeps StyleGAN's summed-logit convention, so it is not compared here).
+  with_std = dcgan.clone(minibatch_std_group=2)
+  images = jax.random.normal(key, (4, 8, 8, 1))
+  std_params = with_std.init(jax.random.PRNGKey(1), images)
+  np.testing.assert_allclose(with_std.apply(std_params, images, reference=images),
+                             with_std.apply(std_params, images), rtol=1e-5, atol=1e-6)
+  for disc, shape in ((mlp, (6, 2)), (dcgan, (4, 8, 8, 1))):
+    real = jax.random.normal(key, shape)
+    fake = jax.random.normal(jax.random.fold_in(key, 1), shape)
+    params = disc.init(jax.random.PRNGKey(1), real)
+    logits = lambda v: disc.apply(params, v)
+    np.testing.assert_allclose(disc.apply(params, real, reference=real), logits(real), rtol=1e-5, atol=1e-6)
+    coupled = lambda v, reference: disc.apply(params, v, reference=reference)
+    norms = lambda x: jnp.sqrt(jnp.sum(_own_example_gradients(logits, x).reshape(x.shape[0], -1) ** 2, -1))
+    r1 = float(losses.r1_penalty(coupled, real, coupled=True))
+    assert r1 == pytest.approx(float(jnp.mean(norms(real) ** 2)), rel=1e-4)
+    assert abs(float(losses.r1_penalty(logits, real)) - r1) > 1e-3 * r1
+    gp_key = jax.random.PRNGKey(5)
+    eps = jax.random.uniform(gp_key, (shape[0],) + (1,) * (len(shape) - 1))
+    x_hat = eps * real + (1 - eps) * fake
+    gp = float(losses.gradient_penalty(coupled, real, fake, gp_key, coupled=True))
+    assert gp == pytest.approx(float(jnp.mean((norms(x_hat) - 1) ** 2)), rel=1e-4)
+
+
 def test_packing_concatenates_consecutive_examples():
   x = jnp.arange(12.0).reshape(6, 2)
   np.testing.assert_array_equal(pack_examples(x, 3), [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
@@ -134,7 +192,7 @@ def _toy_players():
   """A linear generator z -> A z + b and a quadratic discriminator x -> w.x + c |x|^2."""
   def generate(g, state, z, key, lod):
     return z @ g["A"] + g["b"], state
-  def discriminate(d, state, x, lod):
+  def discriminate(d, state, x, lod, reference=None):  # examples independent: no reference needed
     return x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1), state
   return Players(generate=generate, discriminate=discriminate, pack=lambda x: x,
                  latent=lambda key, n: jax.random.normal(key, (n, 2)), real_view=lambda x, lod: x,
@@ -218,6 +276,32 @@ def test_unrolling_through_sgd_starts_from_the_adam_trained_critic():
     return jnp.mean(jax.nn.softplus(-D(critic, x)))
   g1 = jax.tree.map(lambda p, gr: p - g_lr * gr, g, jax.grad(g_loss)(g))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), params["generator"], g1)
+
+
+def test_the_step_penalises_batch_coupled_critics_per_example():
+  """A critic coupling the batch, D(x_i) = w.x_i + c / B sum_j |x_i - r_j|^2 over the reference r
+  (x itself when none is given): with the others held fixed grad_i = w + 2 c (x_i - mean x), so
+  R1 = mean |w + 2 c (x_i - mean x)|^2; the summed-logit gradient (penalty_per_example=False)
+  counts x_i in everyone's sum, w + 4 c (x_i - mean x)."""
+  def discriminate(d, state, x, lod, reference=None):
+    r = x if reference is None else reference
+    sq = jnp.sum((x[:, None] - r[None]) ** 2, -1)
+    return x @ d["w"] + d["c"] * jnp.mean(sq, 1), state
+  players = dataclasses.replace(_toy_players(), discriminate=discriminate)
+  g, d = _toy_params()
+  real = jax.random.normal(jax.random.PRNGKey(3), (8, 2))
+  tx = optax.sgd(0.0)
+  sched = optax.constant_schedule(0.0)
+  centred = real - jnp.mean(real, 0)
+  for per_example, factor in ((True, 2.0), (False, 4.0)):
+    update = jax.jit(build_two_player_update(
+        players, Settings(r1_gamma=1.0, penalty_per_example=per_example), tx, tx, "point", (sched, sched)))
+    _, _, _, metrics = update({"generator": g, "discriminator": d},
+                              {"generator": tx.init(g), "discriminator": tx.init(d)},
+                              {"generator": {}, "discriminator": {}}, {"point": real},
+                              jax.random.PRNGKey(7), jnp.int32(0))
+    expected = jnp.mean(jnp.sum((d["w"] + factor * d["c"] * centred) ** 2, -1))
+    assert float(metrics["r1_penalty"]) == pytest.approx(float(expected), rel=1e-5)
 
 
 def test_lazy_r1_is_k_times_the_penalty_on_every_kth_step_and_none_between():
@@ -592,7 +676,7 @@ def test_unrolling_through_adam_stays_finite_where_a_gradient_is_zero():
   GAN method sets for unrolled runs)."""
   import ml_collections
   from jaxgen.train.optim import make_optimizer
-  def discriminate(d, state, x, lod):  # the "dead" unit is used but its gradient is exactly 0
+  def discriminate(d, state, x, lod, reference=None):  # the "dead" unit is used but its gradient is exactly 0
     return x @ d["w"] + d["c"] * jnp.sum(x ** 2, -1) + jax.nn.relu(x @ d["dead"] - 100.0), state
   players = dataclasses.replace(_toy_players(), discriminate=discriminate)
   g, d = _toy_params()

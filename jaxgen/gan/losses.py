@@ -75,23 +75,30 @@ def discriminator_accuracy(kind: str, real: jax.Array, fake: jax.Array) -> jax.A
   return 0.5 * (_mean(real > t) + _mean(fake < t))
 
 
-def _per_example_grad_norm(critic: Callable, x: jax.Array) -> jax.Array:
-  """||d critic(x)_i / d x_i|| for every example i. The critic must treat examples independently
-  (no batch normalisation, minibatch features or packing across the rows given), so the gradient
-  of the summed outputs splits into per-example gradients."""
-  grads = jax.grad(lambda v: jnp.sum(critic(v).astype(jnp.float32)))(x)
+def _per_example_grad_norm(critic: Callable, x: jax.Array, coupled: bool = False) -> jax.Array:
+  """||d critic(x)_i / d x_i|| for every example i, the other examples held fixed.
+
+  critic(v) -> [B, ...] outputs, for a critic that treats examples independently (no batch
+  normalisation or batch features). coupled: critic(v, reference) instead, for one whose outputs
+  couple the batch (minibatch discrimination): it must compare each v_i with the rows of reference
+  (here x itself) in place of the other rows of v, so that the gradient of the summed outputs with
+  respect to v splits into per-example gradients."""
+  summed = lambda v: jnp.sum((critic(v, x) if coupled else critic(v)).astype(jnp.float32))
+  grads = jax.grad(summed)(x)
   return jnp.sqrt(jnp.sum(grads.reshape(x.shape[0], -1) ** 2, axis=-1) + 1e-12)
 
 
 def gradient_penalty(critic: Callable, real: jax.Array, fake: jax.Array, key: jax.Array,
-                     target: float = 1.0) -> jax.Array:
+                     target: float = 1.0, coupled: bool = False) -> jax.Array:
   """WGAN-GP's E[(||grad D(x_hat)|| - target)^2] on x_hat = eps x + (1 - eps) G(z), eps ~ U[0, 1]
-  per example (Gulrajani et al. 2017, Algorithm 1; multiply by lambda = 10)."""
+  per example (Gulrajani et al. 2017, Algorithm 1; multiply by lambda = 10). critic: as for
+  _per_example_grad_norm (a coupled critic is compared with the interpolates)."""
   eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), jnp.float32)
   x_hat = eps * real + (1.0 - eps) * fake
-  return jnp.mean((_per_example_grad_norm(critic, x_hat) - target) ** 2)
+  return jnp.mean((_per_example_grad_norm(critic, x_hat, coupled) - target) ** 2)
 
 
-def r1_penalty(critic: Callable, real: jax.Array) -> jax.Array:
-  """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data (multiply by gamma / 2)."""
-  return jnp.mean(_per_example_grad_norm(critic, real) ** 2)
+def r1_penalty(critic: Callable, real: jax.Array, coupled: bool = False) -> jax.Array:
+  """R1 (Mescheder et al. 2018): E[||grad D(x)||^2] on real data (multiply by gamma / 2). critic: as
+  for _per_example_grad_norm."""
+  return jnp.mean(_per_example_grad_norm(critic, real, coupled) ** 2)

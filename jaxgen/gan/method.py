@@ -55,6 +55,10 @@ def gan_config(**values) -> ml_collections.ConfigDict:
       "r1_gamma": 0.0,                # R1's gamma (StyleGAN: 10)
       "r1_every": 1,                  # lazy R1: gamma x k on every k-th step (StyleGAN2: 16)
       "weight_clip": 0.0,             # WGAN: clip critic parameters to [-c, c] (0.01)
+      # GP / R1 through minibatch discrimination: true differentiates D(x_i) with respect to x_i
+      # alone, the other examples held fixed (the penalty's definition); false the summed logits,
+      # which adds how x_i moves the other examples' logits (runs before this key existed)
+      "penalty_per_example": True,
   })
   c.update(values)
   return c
@@ -171,6 +175,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
   r1_every = g.get("r1_every", 1)
   _require(isinstance(r1_every, int) and r1_every >= 1, "Config key 'gan.r1_every' must be an "
            f"integer >= 1 (1: R1 on every step), got {r1_every!r}.")
+  _require(isinstance(g.get("penalty_per_example", True), bool), "Config key "
+           f"'gan.penalty_per_example' must be true or false, got {g.get('penalty_per_example')!r}.")
   for key in ("gp_weight", "r1_gamma", "weight_clip"):
     _require(g[key] >= 0, f"Config key 'gan.{key}' must be >= 0, got {g[key]}.")
   if g.objective == "wgan_gp":
@@ -340,8 +346,11 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
   def generate(g_params, g_state, z, key, lod):
     return _apply(gen, g_state, g_params, z, True, **generator_kwargs(key, lod))
 
-  def discriminate(d_params, d_state, x, lod):
-    return _apply(disc, d_state, d_params, x, True, **({"lod": lod} if d_style else {}))
+  def discriminate(d_params, d_state, x, lod, reference=None):
+    kwargs = {"lod": lod} if d_style else {}
+    if reference is not None and m.minibatch_kernels:  # the only batch features compared with it
+      kwargs["reference"] = reference
+    return _apply(disc, d_state, d_params, x, True, **kwargs)
 
   def lod_of(step):
     if not m.progressive:
@@ -356,7 +365,8 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
                     lod=lod_of)
   settings = Settings(objective=g.objective, n_critic=g.n_critic, unrolled_steps=g.unrolled_steps,
                       gp_weight=g.gp_weight, r1_gamma=g.r1_gamma, r1_every=g.get("r1_every", 1),
-                      weight_clip=g.weight_clip)
+                      weight_clip=g.weight_clip,
+                      penalty_per_example=g.get("penalty_per_example", True))
   two_player = build_two_player_update(players, settings, g_tx, d_tx, field, (g_sched, d_sched),
                                        unroll_tx)
 

@@ -31,9 +31,10 @@ from jaxgen.train.step import split_micro_batches
 class Players:
   """What the step needs of the networks (built by jaxgen.gan.method):
   - generate(g_params, g_state, z, key, lod) -> (x, new_g_state), in training mode;
-  - discriminate(d_params, d_state, x, lod) -> (logits, new_d_state), on packed x, in training
-    mode (batch statistics; the power iteration advances): callers keep the new state only where
-    the discriminator trains;
+  - discriminate(d_params, d_state, x, lod, reference=None) -> (logits, new_d_state), on packed
+    x, in training mode (batch statistics; the power iteration advances): callers keep the new
+    state only where the discriminator trains; reference (the gradient penalties'): the batch that
+    batch-coupled features compare x with (see jaxgen.nn.gan.MinibatchDiscrimination);
   - pack(x) -> packed x; latent(key, n) -> z; real_view(x, lod) -> the reals at level of detail lod
     (identity unless progressive); lod(step) -> the level of detail (0 unless progressive)."""
   generate: Callable
@@ -53,6 +54,7 @@ class Settings:
   r1_gamma: float = 0.0         # R1's gamma: the penalty is gamma / 2 E||grad D(x)||^2
   r1_every: int = 1             # lazy R1 (StyleGAN2): the penalty x k on every k-th step only
   weight_clip: float = 0.0      # WGAN: clip every critic parameter to [-c, c] after its update
+  penalty_per_example: bool = True  # penalties through batch-coupled features: per example
 
 
 def build_two_player_update(players: Players, settings: Settings, g_tx: optax.GradientTransformation,
@@ -71,21 +73,28 @@ def build_two_player_update(players: Players, settings: Settings, g_tx: optax.Gr
     real_logits, d_state = players.discriminate(d_params, d_state, real, lod)
     fake_logits, d_state = players.discriminate(d_params, d_state, fake, lod)
     loss = losses.discriminator_loss(s.objective, real_logits, fake_logits)
-    critic = lambda x: players.discriminate(d_params, d_state, x, lod)[0]
+    # The penalties' critic: each example compared with the penalised batch itself held fixed, so
+    # that the gradient is per example even through minibatch discrimination (the networks
+    # without batch features ignore the reference). penalty_per_example=False: the gradient of the
+    # summed logits, cross-example terms included.
+    if s.penalty_per_example:
+      critic = lambda x, reference: players.discriminate(d_params, d_state, x, lod, reference)[0]
+    else:
+      critic = lambda x, reference: players.discriminate(d_params, d_state, x, lod)[0]
     aux = {"d_real": jnp.mean(real_logits), "d_fake": jnp.mean(fake_logits),
            "d_accuracy": losses.discriminator_accuracy(s.objective, real_logits, fake_logits)}
     if s.gp_weight:
-      gp = losses.gradient_penalty(critic, real, fake, key)
+      gp = losses.gradient_penalty(critic, real, fake, key, coupled=True)
       loss = loss + s.gp_weight * gp
       aux["gradient_penalty"] = gp
     if s.r1_gamma:
-      r1 = losses.r1_penalty(critic, real) if s.r1_every == 1 else jax.lax.cond(
+      r1 = losses.r1_penalty(critic, real, coupled=True) if s.r1_every == 1 else jax.lax.cond(
           # Lazy regularisation (Karras et al. 2020, sec. 3.1): the penalty on one step in k,
           # scaled by k so that its average weight is unchanged; its second backward pass is
           # skipped on the other steps (a real branch under jit; under a vmap over seeds both run).
           # It is the update that takes the state to step k, 2k, ...: the loop logs metrics under
           # that 1-based number, so a log_every that is a multiple of k shows the penalty.
-          (step + 1) % s.r1_every == 0, lambda: losses.r1_penalty(critic, real),
+          (step + 1) % s.r1_every == 0, lambda: losses.r1_penalty(critic, real, coupled=True),
           lambda: jnp.zeros((), loss.dtype))
       loss = loss + 0.5 * s.r1_gamma * s.r1_every * r1
       aux["r1_penalty"] = r1  # lazy: 0 on the steps without it

@@ -74,16 +74,42 @@ def normalise(kind: str, x: jax.Array, train: bool, name: str,
 class MinibatchDiscrimination(nn.Module):
   """Salimans et al. 2016, sec. 3.2: features f [B, A] -> M = f T, [B, K, C]; for each kernel b,
   o_b(x_i) = sum_j exp(-||M_ib - M_jb||_1) over the batch; returns [f, o] ([B, A + K]). The sum
-  includes j = i (a constant exp(0) = 1), as in the paper."""
+  includes j = i (a constant exp(0) = 1), as in the paper.
+
+  reference: features [B, A] of the batch that row i is compared with, row i of reference being
+  the same example as row i of f: o_b(x_i) = 1 + sum_{j != i} exp(-||M_ib - R_jb||_1), which equals
+  the plain call's value at reference = f. A gradient penalty differentiates f alone, so its
+  gradient is the per-example d o(x_i) / d x_i with the other examples held where they are (the
+  plain call's gradient of the summed outputs would also count how x_i moves every other o(x_j))."""
   num_kernels: int = 50
   kernel_dim: int = 5
 
   @nn.compact
-  def __call__(self, f: jax.Array) -> jax.Array:
+  def __call__(self, f: jax.Array, reference: jax.Array | None = None) -> jax.Array:
     t = self.param("T", nn.initializers.normal(0.1), (f.shape[-1], self.num_kernels * self.kernel_dim))
-    m = (f @ t).reshape(f.shape[0], self.num_kernels, self.kernel_dim)
-    l1 = jnp.sum(jnp.abs(m[:, None] - m[None, :]), axis=-1)  # [B, B, K]
-    return jnp.concatenate([f, jnp.sum(jnp.exp(-l1), axis=1)], axis=-1)
+    project = lambda v: (v @ t).reshape(v.shape[0], self.num_kernels, self.kernel_dim)
+    m = project(f)
+    if reference is None:
+      l1 = jnp.sum(jnp.abs(m[:, None] - m[None, :]), axis=-1)  # [B, B, K]
+      return jnp.concatenate([f, jnp.sum(jnp.exp(-l1), axis=1)], axis=-1)
+    if reference.shape != f.shape:
+      raise ValueError(f"minibatch discrimination: reference {reference.shape} must have the "
+                       f"features' shape {f.shape} (row i the same example as row i)")
+    l1 = jnp.sum(jnp.abs(m[:, None] - project(reference)[None, :]), axis=-1)
+    others = 1.0 - jnp.eye(f.shape[0], dtype=l1.dtype)[:, :, None]  # j = i: the constant 1
+    return jnp.concatenate([f, 1.0 + jnp.sum(others * jnp.exp(-l1), axis=1)], axis=-1)
+
+
+def minibatch_features(h: jax.Array, reference_rows: int, kernels: int, kernel_dim: int,
+                       name: str = "minibatch") -> jax.Array:
+  """Minibatch discrimination on features h. reference_rows > 0: h holds the evaluated examples
+  then as many reference examples (the discriminator ran both through its layers in one call), and
+  the features of the first half are returned, compared with the second (see
+  MinibatchDiscrimination)."""
+  mbd = MinibatchDiscrimination(kernels, kernel_dim, name=name)
+  if not reference_rows:
+    return mbd(h)
+  return mbd(h[:-reference_rows], reference=h[-reference_rows:])
 
 
 def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:
@@ -100,6 +126,16 @@ def minibatch_stddev(x: jax.Array, group_size: int = 4) -> jax.Array:
   s = jnp.tile(s, g)                                             # example i gets group i % (B/g)
   s = jnp.broadcast_to(s.reshape((b,) + (1,) * (x.ndim - 1)), x.shape[:-1] + (1,))
   return jnp.concatenate([x, s.astype(x.dtype)], axis=-1)
+
+
+def _reference_rows(x: jax.Array, reference: jax.Array | None, minibatch_kernels: int) -> int:
+  """How many reference rows a discriminator runs beside x: reference's, when it has minibatch
+  discrimination to compare them in (0 otherwise: the reference is not needed)."""
+  if reference is None or not minibatch_kernels:
+    return 0
+  if reference.shape != x.shape:
+    raise ValueError(f"discriminator: reference {reference.shape} must have the input's shape {x.shape}")
+  return x.shape[0]
 
 
 # -- 2D data: PacGAN's networks ----------------------------------------------------------------------
@@ -159,13 +195,16 @@ class MLPDiscriminator(nn.Module):
   init_std: float = 0.0  # see dense_layer
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    h = x
+  def __call__(self, x: jax.Array, train: bool = False, reference: jax.Array | None = None) -> jax.Array:
+    """reference (with minibatch discrimination; ignored without): the batch the minibatch
+    features compare x with, for a per-example gradient penalty (see MinibatchDiscrimination)."""
+    ref_rows = _reference_rows(x, reference, self.minibatch_kernels)
+    h = jnp.concatenate([x, reference]) if ref_rows else x
     for i in range(self.depth):
       h = Maxout(self.hidden, self.pieces, self.spectral_norm, self.init_std,
                  name=f"maxout{i}")(h, train)
     if self.minibatch_kernels:
-      h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_kernel_dim, name="minibatch")(h)
+      h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim)
     return Apply(dense_layer(1, self.init_std, "dense_out"), self.spectral_norm)(h, train)[..., 0]
 
 
@@ -215,10 +254,13 @@ class DCGANDiscriminator(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool = False, reference: jax.Array | None = None) -> jax.Array:
+    """reference: as MLPDiscriminator's (used by minibatch discrimination only; the minibatch
+    stddev keeps StyleGAN's convention and sees x's batch alone)."""
     k = resolution_levels(self.image_size)
     init = nn.initializers.normal(0.02)
-    h = x.astype(self.dtype)
+    ref_rows = _reference_rows(x, reference, self.minibatch_kernels)
+    h = (jnp.concatenate([x, reference]) if ref_rows else x).astype(self.dtype)
     ch = self.base_ch
     for i in range(k):
       conv = Conv2D(ch, kernel_size=4, stride=2, impl=self.conv_impl, dtype=self.dtype,
@@ -228,11 +270,12 @@ class DCGANDiscriminator(nn.Module):
         h = normalise(self.norm, h, train, f"norm{i}")
       h = nn.leaky_relu(h, 0.2)
       ch *= 2
-    if self.minibatch_std_group:
-      h = minibatch_stddev(h, self.minibatch_std_group)
+    if self.minibatch_std_group:  # each half its own groups, as in separate calls
+      halves = (h[:-ref_rows], h[-ref_rows:]) if ref_rows else (h,)
+      h = jnp.concatenate([minibatch_stddev(part, self.minibatch_std_group) for part in halves])
     h = h.reshape(h.shape[0], -1).astype(jnp.float32)
     if self.minibatch_kernels:
-      h = MinibatchDiscrimination(self.minibatch_kernels, self.minibatch_kernel_dim, name="minibatch")(h)
+      h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim)
     return Apply(nn.Dense(1, kernel_init=init, name="logit"), self.spectral_norm)(h, train)[..., 0]
 
 
