@@ -7,7 +7,8 @@ Gaussian latent, and a discriminator of 3 maxout layers (200 units x 5 pieces). 
 benchmark are overrides of this file (experiments/gan_mode_collapse.py runs them all):
   vanilla (minimax)         --config.gan.objective=minimax
   non-saturating            (the default)
-  WGAN-GP                   --config.gan.objective=wgan_gp --config.gan.gp_weight=10 --config.gan.n_critic=5
+  WGAN-GP                   --config.gan.objective=wgan_gp --config.gan.gp_weight=0.1 --config.gan.n_critic=5
+                            (lambda 0.1, the WGAN-GP authors' choice for 2-d toy data; 10 is theirs for images)
   unrolled (5 steps)        --config.gan.unrolled_steps=5
   minibatch discrimination  --config.model.minibatch_kernels=50
   PacGAN2/3/4               --config.gan.pack=2 (3, 4)
