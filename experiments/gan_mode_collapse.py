@@ -203,7 +203,8 @@ def scatter(dataset: str, root: pathlib.Path, variants: list[str]) -> pathlib.Pa
   panels = [(v, p) for v, p in panels if p.exists()]
   if not panels:
     return None
-  cols = 3
+  # The real data plus one panel per variant, at most three to a row (no empty columns for one variant).
+  cols = min(3, len(panels) + 1)
   rows = -(-(len(panels) + 1) // cols)
   fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
   lim = 1.5 if dataset == "ring8" else 5.5
