@@ -119,6 +119,19 @@ def test_minibatch_stddev_and_discrimination_by_hand():
   np.testing.assert_allclose(same[:, 4:], 6.0)
 
 
+def test_minibatch_discrimination_kernel_scale_is_configurable():
+  """model.minibatch_init_std reaches T through the MLP discriminator: the kernel's sample std is
+  the configured one (8 x 250 = 2000 draws: within 5%), and the default stays 0.1."""
+  x = jnp.ones((4, 2))
+  for std in (0.1, 0.02):
+    d = gan_nets.MLPDiscriminator(hidden=8, pieces=2, depth=1, minibatch_kernels=50,
+                                  minibatch_kernel_dim=5, minibatch_init_std=std, init_std=0.02)
+    t = d.init(jax.random.PRNGKey(0), x)["params"]["minibatch"]["T"]
+    assert t.shape == (8, 250)
+    np.testing.assert_allclose(float(jnp.std(t)), std, rtol=0.05)
+  assert gan_nets.MLPDiscriminator().minibatch_init_std == 0.1
+
+
 def _own_example_gradients(logits_of, x):
   """d logits_of(x)_i / d x_i with every other row of x held fixed, one example at a time (the
   independent truth for the per-example penalties through batch-coupled features)."""
@@ -663,6 +676,7 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
     ("--config.gan.r1_every=0", "gan.r1_every"),
     ("--config.model.mlp_init_std=-0.02", "model.mlp_init_std"),
     ("--config.model.g_bn_momentum=1.0", "model.g_bn_momentum"),
+    ("--config.model.minibatch_init_std=0.0", "model.minibatch_init_std"),
 ])
 def test_bad_gan_configs_exit_2(tmp_path, capsys, override, message):
   from jaxgen.cli import main

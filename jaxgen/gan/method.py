@@ -84,6 +84,7 @@ def model_config(**values) -> ml_collections.ConfigDict:
       "minibatch_std_group": 0,       # > 0: minibatch stddev over groups of this size
       "minibatch_kernels": 0,         # > 0: minibatch discrimination with this many kernels
       "minibatch_kernel_dim": 5,
+      "minibatch_init_std": 0.1,      # the kernels' initial std (scale it to the features': nn.gan)
       # stylegan
       "w_dim": 512, "mapping_depth": 8, "mixing_prob": 0.9, "w_avg_decay": 0.995,
       "truncation_cutoff": 0,         # truncate the first k layers' styles (0: all)
@@ -193,6 +194,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "(Gulrajani et al. 2017, sec. 4). Set model.d_norm to layer, instance or none.")
   _require(m.get("mlp_init_std", 0.0) >= 0, f"Config key 'model.mlp_init_std' must be >= 0 (0: "
            f"flax's default initialisation), got {m.get('mlp_init_std')}.")
+  _require(m.get("minibatch_init_std", 0.1) > 0, f"Config key 'model.minibatch_init_std' must be "
+           f"> 0, got {m.get('minibatch_init_std')}.")
   _require(0 <= m.get("g_bn_momentum", gan_nets.BATCH_NORM_MOMENTUM) < 1,
            f"Config key 'model.g_bn_momentum' must be in [0, 1), got {m.get('g_bn_momentum')}.")
   _require(m.g_norm in ("batch", "none"), f"Config key 'model.g_norm' must be batch or none, not '{m.g_norm}'.")
@@ -253,7 +256,8 @@ def _networks(config, g, m):
                                      spectral_norm=m.spectral_norm,
                                      init_std=init_std,
                                      minibatch_kernels=m.minibatch_kernels,
-                                     minibatch_kernel_dim=m.minibatch_kernel_dim)
+                                     minibatch_kernel_dim=m.minibatch_kernel_dim,
+                                     minibatch_init_std=m.get("minibatch_init_std", 0.1))
     return gen, disc
   size, channels = config.data.image_size, config.data.channels
   if m.name == "dcgan":
@@ -271,6 +275,7 @@ def _networks(config, g, m):
                                        minibatch_std_group=m.minibatch_std_group,
                                        minibatch_kernels=m.minibatch_kernels,
                                        minibatch_kernel_dim=m.minibatch_kernel_dim,
+                                       minibatch_init_std=m.get("minibatch_init_std", 0.1),
                                        conv_impl=m.conv_impl)
   elif m.discriminator == "patchgan":
     disc = gan_nets.PatchGANDiscriminator(base_ch=m.d_ch, num_layers=m.patch_layers, norm=m.d_norm,

@@ -83,10 +83,13 @@ class MinibatchDiscrimination(nn.Module):
   plain call's gradient of the summed outputs would also count how x_i moves every other o(x_j))."""
   num_kernels: int = 50
   kernel_dim: int = 5
+  # T's initial std. exp(-L1) only says something where the L1 distances are of order 1: with
+  # features of std s and A inputs, the projected coordinates have std ~ init_std sqrt(A) s.
+  init_std: float = 0.1
 
   @nn.compact
   def __call__(self, f: jax.Array, reference: jax.Array | None = None) -> jax.Array:
-    t = self.param("T", nn.initializers.normal(0.1), (f.shape[-1], self.num_kernels * self.kernel_dim))
+    t = self.param("T", nn.initializers.normal(self.init_std), (f.shape[-1], self.num_kernels * self.kernel_dim))
     project = lambda v: (v @ t).reshape(v.shape[0], self.num_kernels, self.kernel_dim)
     m = project(f)
     if reference is None:
@@ -101,12 +104,12 @@ class MinibatchDiscrimination(nn.Module):
 
 
 def minibatch_features(h: jax.Array, reference_rows: int, kernels: int, kernel_dim: int,
-                       name: str = "minibatch") -> jax.Array:
+                       init_std: float = 0.1, name: str = "minibatch") -> jax.Array:
   """Minibatch discrimination on features h. reference_rows > 0: h holds the evaluated examples
   then as many reference examples (the discriminator ran both through its layers in one call), and
   the features of the first half are returned, compared with the second (see
   MinibatchDiscrimination)."""
-  mbd = MinibatchDiscrimination(kernels, kernel_dim, name=name)
+  mbd = MinibatchDiscrimination(kernels, kernel_dim, init_std, name=name)
   if not reference_rows:
     return mbd(h)
   return mbd(h[:-reference_rows], reference=h[-reference_rows:])
@@ -192,6 +195,7 @@ class MLPDiscriminator(nn.Module):
   spectral_norm: bool = False
   minibatch_kernels: int = 0  # > 0: minibatch discrimination with this many kernels
   minibatch_kernel_dim: int = 5
+  minibatch_init_std: float = 0.1  # see MinibatchDiscrimination.init_std
   init_std: float = 0.0  # see dense_layer
 
   @nn.compact
@@ -204,7 +208,8 @@ class MLPDiscriminator(nn.Module):
       h = Maxout(self.hidden, self.pieces, self.spectral_norm, self.init_std,
                  name=f"maxout{i}")(h, train)
     if self.minibatch_kernels:
-      h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim)
+      h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim,
+                             self.minibatch_init_std)
     return Apply(dense_layer(1, self.init_std, "dense_out"), self.spectral_norm)(h, train)[..., 0]
 
 
@@ -250,6 +255,7 @@ class DCGANDiscriminator(nn.Module):
   minibatch_std_group: int = 0   # > 0: append minibatch stddev over groups of this size
   minibatch_kernels: int = 0
   minibatch_kernel_dim: int = 5
+  minibatch_init_std: float = 0.1  # see MinibatchDiscrimination.init_std
   conv_impl: str = "auto"
   dtype: Any = jnp.float32
 
@@ -275,7 +281,8 @@ class DCGANDiscriminator(nn.Module):
       h = jnp.concatenate([minibatch_stddev(part, self.minibatch_std_group) for part in halves])
     h = h.reshape(h.shape[0], -1).astype(jnp.float32)
     if self.minibatch_kernels:
-      h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim)
+      h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim,
+                             self.minibatch_init_std)
     return Apply(nn.Dense(1, kernel_init=init, name="logit"), self.spectral_norm)(h, train)[..., 0]
 
 
