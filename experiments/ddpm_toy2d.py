@@ -35,6 +35,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.optimizer.warmup_steps = 100
   c.optimizer.schedule = "cosine"
   c.optimizer.final_lr_frac = 0.05
+  c.optimizer.decay_steps = 0  # > 0: hold lr, then decay over the last decay_steps
   c.optimizer.grad_clip = 1.0
 
   c.train = ml_collections.ConfigDict()

@@ -24,7 +24,7 @@ from jaxgen.gan.method import gan_config, model_config, sample_config
 def optimizer(lr: float) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(dict(name="adam", lr=lr, b1=0.5, b2=0.999, eps=1e-8,
                                         warmup_steps=0, schedule="constant", final_lr_frac=1.0,
-                                        grad_clip=0.0))
+                                        decay_steps=0, grad_clip=0.0))
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -15,8 +15,10 @@ measurements every --eval-every steps as 'history', printed as taken and kept in
 until the variant finishes) and the samples beside them (.npy). The sweep's states are checkpointed
 in ROOT/<dataset>/<variant>/sweep every --checkpoint-every steps (default: --eval-every) and at the
 end, so a stopped run continues from its last checkpoint, and a rerun with more --steps extends a
-finished variant (the same seeds and settings; other --set values are refused); a rerun skips
-variants already trained to --steps. At the end it prints the
+finished variant (the same seeds and settings; other --set values are refused, but for learning-rate
+schedules that agree on the steps taken: a cooldown, e.g. `--set optimizer.schedule=linear
+optimizer.final_lr_frac=0 optimizer.decay_steps=5000` and the same for d_optimizer, continues a
+copy of a constant-rate ROOT); a rerun skips variants already trained to --steps. At the end it prints the
 markdown table and writes ROOT/<dataset>_<variants>_scatter.png (real data and seed 0's samples, one
 panel per variant).
 """

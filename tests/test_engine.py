@@ -110,6 +110,47 @@ def test_warmup_then_cosine_schedule_values():
   assert np.all(np.isfinite(np.asarray(updates["w"])))
 
 
+@pytest.mark.parametrize("kind", ["linear", "cosine"])
+def test_a_decay_over_the_last_steps_holds_the_rate_until_it_starts(kind):
+  """Warmup 10, then lr 1 held until step 80, then decay to 0.1 over the last 20 of 100 steps: the
+  rate half-way through the decay is 0.55 for both shapes (linear: 1 - 0.45; cosine: 0.1 + 0.9 *
+  (1 + cos(pi / 2)) / 2), and the rate before step 80 is exactly the constant schedule's."""
+  opt = ml_collections.ConfigDict(dict(lr=1.0, warmup_steps=10, schedule=kind, final_lr_frac=0.1,
+                                       decay_steps=20))
+  sched = make_lr_schedule(opt, total_steps=100)
+  constant = make_lr_schedule(ml_collections.ConfigDict(dict(lr=1.0, warmup_steps=10)), 100)
+  steps = jnp.arange(81)
+  np.testing.assert_array_equal(np.asarray(sched(steps)), np.asarray(constant(steps)))
+  assert float(sched(5)) == pytest.approx(0.5) and float(sched(79)) == 1.0
+  assert float(sched(90)) == pytest.approx(0.55, abs=1e-6)
+  assert float(sched(100)) == pytest.approx(0.1, abs=1e-6)
+  quarter = 1 - 0.9 * 0.25 if kind == "linear" else 0.1 + 0.9 * (1 + np.cos(np.pi / 4)) / 2
+  assert float(sched(85)) == pytest.approx(quarter, abs=1e-6)
+
+
+def test_a_decay_longer_than_the_run_is_a_config_error():
+  from jaxgen.errors import ConfigError
+  opt = ml_collections.ConfigDict(dict(lr=1.0, warmup_steps=10, schedule="linear", decay_steps=95))
+  with pytest.raises(ConfigError, match=r"optimizer.decay_steps.*between 0 and .*\(90\)"):
+    make_lr_schedule(opt, total_steps=100)
+
+
+def test_a_player_with_several_updates_per_step_takes_each_steps_rate():
+  """A critic updating 3 times per step under a linear decay over 4 steps (lr 1 -> 0): with SGD
+  and a unit gradient its updates are -lr at the rate of the step they belong to, 1, 1, 1, then
+  0.75 x3, 0.5 x3, 0.25 x3 (by hand), not the per-update decay 1, 0.75, 0.5, 0.25, 0, ..."""
+  opt = ml_collections.ConfigDict(dict(name="sgd", momentum=0.0, lr=1.0, schedule="linear",
+                                       final_lr_frac=0.0))
+  tx, per_step = make_optimizer(opt, 4, updates_per_step=3)
+  grad = {"w": jnp.ones(())}
+  state, taken = tx.init(grad), []
+  for _ in range(12):
+    update, state = tx.update(grad, state)
+    taken.append(float(update["w"]))
+  np.testing.assert_allclose(taken, -np.repeat([1.0, 0.75, 0.5, 0.25], 3), rtol=1e-6)
+  assert float(per_step(2)) == pytest.approx(0.5)  # the schedule returned is over steps
+
+
 def test_step_keys_depend_on_the_step_not_the_call_history():
   """A loss that returns its random draw: the draw at step s is fold_in(run_key, s)."""
   def draw(params, batch, key):

@@ -109,6 +109,41 @@ def test_a_sweep_checkpoint_refuses_other_seeds_or_another_config(config, tmp_pa
   with pytest.raises(CheckpointError, match=r"seeds \[1, 2\], not \[1\]"):
     SeedSweep(config, [1], workdir=tmp_path)
   other = config.copy_and_resolve_references()
-  other.d_optimizer.lr = 3e-3
-  with pytest.raises(CheckpointError, match=r"another config \(differs in d_optimizer\.lr\)"):
+  other.d_optimizer.b1 = 0.8
+  with pytest.raises(CheckpointError, match=r"another config \(differs in d_optimizer\.b1\)"):
     SeedSweep(other, [1, 2], workdir=tmp_path)
+
+
+def _cooldown(config, steps: int, decay_steps: int):
+  """The config with both players' rates held, then decayed linearly to 0 over the last steps."""
+  c = config.copy_and_resolve_references()
+  c.train.steps = steps
+  for section in (c.optimizer, c.d_optimizer):
+    section.schedule, section.final_lr_frac, section.decay_steps = "linear", 0.0, decay_steps
+  return c
+
+
+def test_a_cooldown_branches_from_a_constant_rate_checkpoint(config, sweep, tmp_path):
+  """A constant-rate sweep checkpointed at step 4 continues under rates that decay to 0 over steps
+  4-6: it ends where the same cooldown run from scratch ends (the schedules agree on the steps
+  taken), not where the constant-rate run ends. Lengthening the cooldown run afterwards would move
+  its decay onto steps already taken, and is refused naming the first such step."""
+  first = SeedSweep(config, [4, 7], workdir=tmp_path)
+  first.run(4, checkpoint_every=4)
+  first.close()
+  cool = _cooldown(config, 6, 2)
+  branched = SeedSweep(cool, [4, 7], workdir=tmp_path)
+  assert branched.step().tolist() == [4, 4]
+  branched.run(6)
+  branched.close()
+  whole = SeedSweep(cool, [4, 7])
+  whole.run(6)
+  _leaves_close(branched.states, whole.states, rtol=0, atol=0)
+  # Only the last update differs (rate lr / 2 at step 5), enough to move the weights.
+  moved = [not np.allclose(a, b, rtol=1e-6, atol=0) for a, b in
+           zip(jax.tree.leaves(branched.states.params), jax.tree.leaves(sweep.states.params))]
+  assert any(moved)
+  from jaxgen.errors import CheckpointError
+  with pytest.raises(CheckpointError, match=r"'optimizer' learning rate differs .* at step 5 .*"
+                                            r"decay_steps' <= train.steps - 6"):
+    SeedSweep(_cooldown(config, 12, 2), [4, 7], workdir=tmp_path)

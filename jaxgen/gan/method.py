@@ -340,7 +340,7 @@ def build(config: ml_collections.ConfigDict) -> method_lib.Method:
     # infinite and the gradient NaN. A tiny eps_root inside the root keeps it finite.
     with d_opt.ignore_type():
       d_opt.eps_root = max(d_opt.get("eps_root", 0.0), 1e-16)
-  d_tx, d_sched = make_optimizer(d_opt, total)
+  d_tx, d_sched = make_optimizer(d_opt, total, updates_per_step=g.n_critic)
 
   def latent(key, n):
     return jax.random.normal(key, (n, g.latent_dim), jnp.float32)
