@@ -27,13 +27,13 @@ def make_lr_schedule(opt: ml_collections.ConfigDict, total_steps: int) -> optax.
                       f"warmup_steps ({max(total_steps - warmup, 0)}), got {decay_steps}. Use 0 to "
                       "decay over every step after the warmup.")
   span = decay_steps if decay_steps > 0 else max(total_steps - warmup, 1)
-  final = opt.lr * opt.get("final_lr_frac", 0.0)
+  final_frac = opt.get("final_lr_frac", 0.0)
   if kind == "constant":
     after = optax.constant_schedule(opt.lr)
   elif kind == "cosine":
-    after = optax.cosine_decay_schedule(opt.lr, span, opt.get("final_lr_frac", 0.0))
+    after = optax.cosine_decay_schedule(opt.lr, span, final_frac)
   else:
-    after = optax.linear_schedule(opt.lr, final, span)
+    after = optax.linear_schedule(opt.lr, opt.lr * final_frac, span)
   pieces, boundaries = [], []
   if warmup > 0:
     pieces, boundaries = [optax.linear_schedule(0.0, opt.lr, warmup)], [warmup]

@@ -89,8 +89,9 @@ class SeedSweep:
       raise CheckpointError(f"The sweep checkpoint in '{where}' holds seeds {saved.get('seeds')}, "
                             f"not {expected['seeds']}. Sweep those seeds, or use a new workdir.")
     saved_config = saved.get("config", {})
-    if _without_schedules(saved_config) != _without_schedules(expected["config"]):
-      diff = sorted(_differences(_without_schedules(saved_config), _without_schedules(expected["config"])))
+    saved_fixed, expected_fixed = _without_schedules(saved_config), _without_schedules(expected["config"])
+    if saved_fixed != expected_fixed:
+      diff = sorted(_differences(saved_fixed, expected_fixed))
       raise CheckpointError(f"The sweep checkpoint in '{where}' was trained with another config "
                             f"(differs in {', '.join(diff[:8]) or 'its layout'}). Use the config "
                             "it was started with, or a new workdir.")
