@@ -27,6 +27,10 @@ def _parser() -> argparse.ArgumentParser:
   train.add_argument("--num-processes", type=int)
   train.add_argument("--process-id", type=int)
   train.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+  train.add_argument("--allow-config-change", action="store_true",
+                     help="continue WORKDIR's checkpoint under a config it was not trained with "
+                          "(refused otherwise, but for train.steps, logging and checkpoint cadence, "
+                          "sampling settings, and learning-rate schedules that agree on the steps taken)")
 
   sample = sub.add_parser("sample", help="sample a grid from WORKDIR's latest checkpoint")
   sample.add_argument("--workdir", required=True)
@@ -133,7 +137,8 @@ def cmd_train(args, overrides) -> int:
   validate_method_config(config)
   maybe_initialize(args.coordinator, args.num_processes, args.process_id)
   from jaxgen.train.loop import train
-  result = train(config, args.workdir, progress=False if args.no_progress else None)
+  result = train(config, args.workdir, progress=False if args.no_progress else None,
+                 allow_config_change=args.allow_config_change)
   if result.stopped_by_signal:
     print(f"Stopped by a signal at step {result.final_step}; a checkpoint was saved. Run the same "
           "command again to resume.", file=sys.stderr)

@@ -2,6 +2,7 @@
 invariance, preemption, non-finite losses, and clear errors for bad input. Each test drives the
 real CLI in subprocesses on the tiny DDPM config."""
 
+import json
 import os
 import shutil
 import signal
@@ -101,7 +102,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(ref
   workdir = tmp_path / "run"
   shutil.copytree(reference_run, workdir)
   proc = run_cli(train_args(workdir, "--config.train.steps=24", "--config.optimizer.lr=1e30",
-                            ), check=False)
+                            "--allow-config-change"), check=False)
   assert proc.returncode == 2
   assert "Traceback" not in proc.stderr
   assert "at step 14" in proc.stderr and "last good checkpoint (step 12) is kept" in proc.stderr
@@ -136,7 +137,9 @@ def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path):
   # A checkpoint of another model size: the mismatched entries are named.
   mismatch = tmp_path / "mismatch"
   shutil.copytree(reference_run, mismatch)
-  _expect_user_error(run_cli(train_args(mismatch, "--config.train.steps=24", "--config.model.ch=16"), check=False),
+  _expect_user_error(run_cli(train_args(mismatch, "--config.model.ch=16"), check=False),
+                     "was trained with another config (differs in model.ch)", "--allow-config-change")
+  _expect_user_error(run_cli(train_args(mismatch, "--config.model.ch=16", "--allow-config-change"), check=False),
                      "does not fit the config", "params/conv_in/kernel: checkpoint (3, 3, 1, 8) vs config (3, 3, 1, 16)")
   # A corrupt checkpoint directory.
   corrupt = tmp_path / "corrupt"
@@ -144,8 +147,34 @@ def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path):
   for f in (corrupt / "checkpoints" / "12" / "state").rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  _expect_user_error(run_cli(train_args(corrupt, "--config.train.steps=24"), check=False),
+  _expect_user_error(run_cli(train_args(corrupt), check=False),
                      "checkpoint at step 12", "cannot be read")
+
+
+def test_continuing_under_another_config_is_refused_unless_allowed(reference_run, tmp_path):
+  """A run is what its config describes: resuming under another one is refused before anything in
+  the workdir changes, but for keys the states do not depend on; --allow-config-change overrides."""
+  workdir = tmp_path / "run"
+  shutil.copytree(reference_run, workdir)
+  config_before = (workdir / "config.json").read_text()
+  checkpoints_before = sorted(p.name for p in (workdir / "checkpoints").iterdir())
+  _expect_user_error(run_cli(train_args(workdir, "--config.optimizer.b1=0.5"), check=False),
+                     "was trained with another config (differs in optimizer.b1)", "--allow-config-change")
+  # A longer run stretches the cosine decay (warmup 2 of 12 steps) over steps already taken: the
+  # rates agree at steps 0-2 (warmup, then the decay's start) and first differ at step 3.
+  _expect_user_error(run_cli(train_args(workdir, "--config.train.steps=24"), check=False),
+                     "is at step 12, but this config's 'optimizer' learning rate differs from the one "
+                     "it was trained with at step 3", "--allow-config-change")
+  assert (workdir / "config.json").read_text() == config_before
+  assert sorted(p.name for p in (workdir / "checkpoints").iterdir()) == checkpoints_before
+  # Logging cadence and sampling settings do not change the states.
+  out = run_cli(train_args(workdir, "--config.train.log_every=4", "--config.sample.steps=7"))
+  assert "Trained to step 12 (started at 12)" in out.stdout
+  out = run_cli(train_args(workdir, "--config.train.steps=14", "--config.optimizer.b1=0.5",
+                           "--allow-config-change"))
+  assert "under a changed config (--allow-config-change): optimizer.b1." in out.stderr
+  assert "Trained to step 14 (started at 12)" in out.stdout
+  assert json.loads((workdir / "config.json").read_text())["optimizer"]["b1"] == 0.5
 
 
 def test_sample_is_deterministic_for_a_seed(reference_run, tmp_path):

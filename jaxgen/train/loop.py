@@ -11,6 +11,7 @@ import dataclasses
 import json
 import pathlib
 import signal
+import sys
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from jaxgen.train import step as step_lib
 from jaxgen.train.checkpoint import Checkpointer, abstract_like, describe_mismatch
 from jaxgen.train.logging import MetricsLog
 from jaxgen.train.optim import make_optimizer
+from jaxgen.train.resume import BOOKKEEPING_KEYS, check_continuation, differences, without_keys
 from jaxgen.train.state import TrainState, create_train_state
 
 SAMPLE_KEY_SALT = 0x5A3D  # sample grids during training use fold_in(seed key, this)
@@ -63,9 +65,12 @@ class Trainer:
   """Holds the pieces of a run; `run()` trains until `train.steps` or a signal."""
 
   def __init__(self, config: ml_collections.ConfigDict, workdir: str | pathlib.Path | None, *,
-               progress: bool | None = None, devices=None):
-    """workdir None: a trainer for its update and states only (jaxgen.train.sweep); run() needs one."""
+               progress: bool | None = None, devices=None, allow_config_change: bool = False):
+    """workdir None: a trainer for its update and states only (jaxgen.train.sweep); run() needs one.
+    allow_config_change: continue a workdir's checkpoint under a config it was not trained with
+    (jaxgen.train.resume says which changes pass without it), with a warning naming the changes."""
     self.config = config
+    self.allow_config_change = allow_config_change
     self.workdir = None if workdir is None else pathlib.Path(workdir)
     self.mesh = step_lib.make_mesh(devices)
     validate(config, self.mesh.size)
@@ -150,6 +155,21 @@ class Trainer:
       log.image("samples", images_lib.sample_image(samples), step)
 
   # -- the loop --------------------------------------------------------------------------------
+  def _check_continuation(self, ckpt: Checkpointer, step: int) -> None:
+    """Refuses (or, if allowed, warns about) a config the checkpoint at `step` was not trained with."""
+    saved = ckpt.restore_config(step)
+    new = json.loads(config_lib.to_json(self.config))
+    where = str(self.workdir)
+    if not self.allow_config_change:
+      check_continuation(saved, new, step, where=where, bookkeeping=BOOKKEEPING_KEYS,
+                         fix="pass --allow-config-change (Trainer(allow_config_change=True)) to "
+                             "continue it under this config anyway")
+      return
+    changed = sorted(differences(*(without_keys(c, ("train.steps",) + BOOKKEEPING_KEYS) for c in (saved, new))))
+    if changed and self.is_main:
+      print(f"Continuing the checkpoint at step {step} in '{where}' under a changed config "
+            f"(--allow-config-change): {', '.join(changed)}.", file=sys.stderr)
+
   def run(self) -> RunResult:
     cfg, t = self.config, self.config.train
     if self.workdir is None:
@@ -161,6 +181,7 @@ class Trainer:
       iterator = self.make_data_iterator()
       start = ckpt.latest_step()
       if start is not None:
+        self._check_continuation(ckpt, start)
         state = ckpt.restore(start, self.abstract_state(), iterator)
       else:
         start = 0
@@ -243,4 +264,5 @@ class Trainer:
 
 
 def train(config: ml_collections.ConfigDict, workdir, **kwargs) -> RunResult:
+  """Trains (or continues) the run in workdir; kwargs go to Trainer."""
   return Trainer(config, workdir, **kwargs).run()

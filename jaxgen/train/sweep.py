@@ -17,11 +17,9 @@ With a workdir the stacked states are saved (orbax, WORKDIR/checkpoints/<step>) 
 `checkpoint_every` steps and at the end, and a sweep built on that workdir continues from the latest
 checkpoint: a long sweep can run in pieces, and a finished one can be extended to more steps. The
 checkpoint keeps the seeds and the config; resuming with other seeds or another config is refused,
-since the states would not be the run the config describes. Two changes are let through: train.steps,
-and the learning-rate schedules (`optimizer`, `d_optimizer`) where the new one gives the same rate
-as the saved one at every step already taken, so a cooldown (`optimizer.decay_steps`) can branch
-from a constant-rate checkpoint, while lengthening a run whose decay spans the whole run (which
-would change rates already used) is refused.
+since the states would not be the run the config describes (jaxgen.train.resume, as for `jaxgen
+train`: train.steps, bookkeeping, and learning-rate schedules that agree on the steps already taken
+pass, so a cooldown (`optimizer.decay_steps`) can branch from a constant-rate checkpoint).
 """
 
 from __future__ import annotations
@@ -40,13 +38,10 @@ from jaxgen.errors import CheckpointError, ConfigError
 from jaxgen.train import step as step_lib
 from jaxgen.train.checkpoint import Checkpointer, abstract_like
 from jaxgen.train.loop import Trainer
-from jaxgen.train.optim import make_lr_schedule
+from jaxgen.train.resume import BOOKKEEPING_KEYS, check_continuation
 from jaxgen.train.state import TrainState
 
 DATA_SALT = 0x5EED  # batch indices use fold_in(fold_in(state.key, DATA_SALT), step)
-# Optimizer sections whose learning-rate schedule may change on resume, and the keys that set it.
-OPTIMIZER_SECTIONS = ("optimizer", "d_optimizer")
-SCHEDULE_KEYS = ("lr", "warmup_steps", "schedule", "final_lr_frac", "decay_steps")
 
 
 class SeedSweep:
@@ -88,20 +83,13 @@ class SeedSweep:
     if saved.get("seeds") != expected["seeds"]:
       raise CheckpointError(f"The sweep checkpoint in '{where}' holds seeds {saved.get('seeds')}, "
                             f"not {expected['seeds']}. Sweep those seeds, or use a new workdir.")
-    saved_config = saved.get("config", {})
-    saved_fixed, expected_fixed = _without_schedules(saved_config), _without_schedules(expected["config"])
-    if saved_fixed != expected_fixed:
-      diff = sorted(_differences(saved_fixed, expected_fixed))
-      raise CheckpointError(f"The sweep checkpoint in '{where}' was trained with another config "
-                            f"(differs in {', '.join(diff[:8]) or 'its layout'}). Use the config "
-                            "it was started with, or a new workdir.")
-    # Checkpoints written before the length was recorded were continued as if the length were the
-    # new one, which is exact for schedules that do not depend on it.
-    saved_steps = saved.get("train_steps", expected["train_steps"])
-    for section in OPTIMIZER_SECTIONS:
-      if section in saved_config or section in expected["config"]:
-        _check_schedule_agrees(section, saved_config.get(section), saved_steps,
-                               expected["config"].get(section), expected["train_steps"], step, where)
+    saved_config = json.loads(json.dumps(saved.get("config", {})))
+    # Checkpoints written before the length was recorded kept a config without train.steps; they
+    # are continued as if the length were the new one, which is exact for schedules that do not
+    # depend on it.
+    saved_config.setdefault("train", {})["steps"] = saved.get("train_steps", expected["train_steps"])
+    check_continuation(saved_config, expected["config"], step, where=str(where), what="sweep checkpoint",
+                       bookkeeping=BOOKKEEPING_KEYS)
     sharding = step_lib.replicated(self.trainer.mesh)
     self.states = self.checkpointer.restore(step, abstract_like(self.states, sharding))
 
@@ -168,46 +156,3 @@ class SeedSweep:
   def close(self) -> None:
     if self.checkpointer is not None:
       self.checkpointer.close()
-
-
-def _without_schedules(config: dict) -> dict:
-  """The config less what may change on resume: train.steps and the learning-rate schedules."""
-  out = json.loads(json.dumps(config))
-  out.get("train", {}).pop("steps", None)
-  for section in OPTIMIZER_SECTIONS:
-    for key in SCHEDULE_KEYS:
-      (out.get(section) or {}).pop(key, None)
-  return out
-
-
-def _check_schedule_agrees(section: str, saved: dict | None, saved_steps: int, new: dict | None,
-                           new_steps: int, step: int, where) -> None:
-  """Refuses a schedule that gives another rate than the saved one at some step in [0, step)."""
-  if saved is None or new is None:
-    raise CheckpointError(f"The sweep checkpoint in '{where}' was trained "
-                          f"{'without' if saved is None else 'with'} a '{section}' section, this "
-                          "config has the opposite. Use the config it was started with, or a new workdir.")
-  taken = jnp.arange(step)
-  # (A constant schedule returns one value whatever the steps.)
-  before = np.broadcast_to(make_lr_schedule(ml_collections.ConfigDict(saved), saved_steps)(taken), (step,))
-  after = np.broadcast_to(make_lr_schedule(ml_collections.ConfigDict(new), new_steps)(taken), (step,))
-  bad = np.flatnonzero(~np.isclose(before, after, rtol=1e-6, atol=0.0))
-  if bad.size:
-    k = int(bad[0])
-    raise CheckpointError(
-        f"The sweep checkpoint in '{where}' is at step {step}, but this config's '{section}' "
-        f"learning rate differs from the one it was trained with at step {k} ({after[k]:.3g} "
-        f"instead of {before[k]:.3g}). A schedule may change only after the steps already taken: "
-        f"keep '{section}' as it was (a decay over the whole run also moves when train.steps "
-        f"changes), or let the decay start at or after step {step} ('{section}.decay_steps' <= "
-        f"train.steps - {step}).")
-
-
-def _differences(a, b, prefix: str = "") -> list[str]:
-  """Dotted keys whose values differ between two nested dicts."""
-  if not (isinstance(a, dict) and isinstance(b, dict)):
-    return [prefix.rstrip(".")] if a != b else []
-  out = []
-  for key in set(a) | set(b):
-    out += _differences(a.get(key), b.get(key), f"{prefix}{key}.")
-  return out
