@@ -28,7 +28,7 @@ from jaxgen.train import step as step_lib
 from jaxgen.train.checkpoint import Checkpointer, abstract_like, describe_mismatch
 from jaxgen.train.logging import MetricsLog
 from jaxgen.train.optim import make_optimizer
-from jaxgen.train.resume import BOOKKEEPING_KEYS, check_continuation, differences, without_keys
+from jaxgen.train.resume import BOOKKEEPING_KEYS, changed_keys, check_continuation
 from jaxgen.train.state import TrainState, create_train_state
 
 SAMPLE_KEY_SALT = 0x5A3D  # sample grids during training use fold_in(seed key, this)
@@ -165,7 +165,7 @@ class Trainer:
                          fix="pass --allow-config-change (Trainer(allow_config_change=True)) to "
                              "continue it under this config anyway")
       return
-    changed = sorted(differences(*(without_keys(c, ("train.steps",) + BOOKKEEPING_KEYS) for c in (saved, new))))
+    changed = changed_keys(saved, new, bookkeeping=BOOKKEEPING_KEYS)
     if changed and self.is_main:
       print(f"Continuing the checkpoint at step {step} in '{where}' under a changed config "
             f"(--allow-config-change): {', '.join(changed)}.", file=sys.stderr)

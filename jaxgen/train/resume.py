@@ -41,16 +41,22 @@ def check_continuation(saved: dict, new: dict, step: int, *, where: str, what: s
   trained under `saved` (both plain dicts of a config; their train.steps set each schedule's length).
   `bookkeeping`: dotted keys that may differ freely. `fix`: another way out, for the message."""
   fix = fix or "use a new workdir"
-  saved_fixed, new_fixed = (without_keys(c, ("train.steps",) + tuple(bookkeeping), schedules=True)
-                            for c in (saved, new))
-  if saved_fixed != new_fixed:
-    diff = sorted(differences(saved_fixed, new_fixed))
+  diff = changed_keys(saved, new, bookkeeping=bookkeeping, schedules=True)
+  if diff:
     raise CheckpointError(f"The {what} in '{where}' was trained with another config (differs in "
-                          f"{', '.join(diff[:8]) or 'its layout'}). Use the config it was started "
-                          f"with, or {fix}.")
+                          f"{', '.join(diff[:8])}). Use the config it was started with, or {fix}.")
   for section in OPTIMIZER_SECTIONS:
     if section in saved or section in new:
       _check_schedule_agrees(section, saved, new, step, where, what, fix)
+
+
+def changed_keys(saved: dict, new: dict, *, bookkeeping: Sequence[str] = (),
+                 schedules: bool = False) -> list[str]:
+  """The dotted keys, sorted, in which two configs differ, less train.steps and the bookkeeping
+  keys (and, with schedules=True, the optimizer sections' schedule keys)."""
+  skip = ("train.steps",) + tuple(bookkeeping)
+  return sorted(differences(without_keys(saved, skip, schedules=schedules),
+                            without_keys(new, skip, schedules=schedules)))
 
 
 def differences(a, b, prefix: str = "") -> list[str]:
