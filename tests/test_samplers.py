@@ -108,7 +108,7 @@ def mixture_reference():
 @pytest.mark.parametrize("name,order", [
     ("ddim", 1), ("euler", 1), ("flow_euler", 1), ("heun", 2), ("flow_heun", 2),
     ("flow_midpoint", 2), ("dpm_solver_2", 2), ("dpmpp_2m", 2), ("dpm_solver_3", 3), ("dpmpp_3m", 3),
-    ("unipc_2", 3), ("unipc_3", 4)])
+    ("unipc_2", 3), ("unipc_3", 4), ("unipc_2_bh1", 3), ("unipc_3_bh1", 4)])
 def test_halving_the_step_divides_the_ode_error_by_two_to_the_order(name, order, mixture_reference):
   denoise, x, ref = mixture_reference
   options = {"lower_order_final": False} if name.startswith(("dpm", "unipc")) else {}
@@ -333,21 +333,29 @@ def test_flow_integrators_on_an_exact_velocity():
   assert errors[-1] < 1e-3
 
 
-def test_unipc_1_corrects_with_the_new_evaluation_at_no_extra_cost():
-  """UniPC-1 by hand: DDIM predicts x~1; D(x~1) corrects x1 = e^{-h} x0 + B (D0 + (D1 - D0) / 2),
-  B = 1 - e^{-h}; the next prediction starts from the corrected x1 with D1."""
+@pytest.mark.parametrize("b_h", ["bh2", "bh1"])
+def test_unipc_corrects_with_the_new_evaluation_at_no_extra_cost(b_h):
+  """UniPC-1 and -2 by hand: DDIM predicts x~1; D(x~1) corrects x1 = e^{-h} x0 + (1 - e^{-h}) D0
+  + B(h) (D1 - D0) / 2; the next prediction starts from the corrected x1 with D1: DDIM (UniPC-1) or
+  x~2 = e^{-h'} x1 + (1 - e^{-h'}) D1 + B(h') (D1 - D0) / (2 r), r = h / h' (UniPC-2), where
+  B(h) = 1 - e^{-h} (bh2) or h (bh1). The last step is not corrected."""
   from jaxgen.samplers.unipc import unipc
   s0, s1, s2 = 4.0, 1.5, 0.5
   x0 = 3.0
   h0, h1 = math.log(s0 / s1), math.log(s1 / s2)
+  b = (lambda h: h) if b_h == "bh1" else (lambda h: 1 - math.exp(-h))
   d0 = gauss_denoise(x0, s0)
   pred1 = math.exp(-h0) * x0 + (1 - math.exp(-h0)) * d0
   d1 = gauss_denoise(pred1, s1)
-  x1 = math.exp(-h0) * x0 + (1 - math.exp(-h0)) * (d0 + 0.5 * (d1 - d0))
-  x2 = math.exp(-h1) * x1 + (1 - math.exp(-h1)) * d1
-  got = unipc(gauss_denoise, jnp.array([s0, s1, s2]), jnp.array([[x0]]), order=1,
-              lower_order_final=False).x
-  assert float(got[0, 0]) == pytest.approx(x2, rel=1e-5)
+  x1 = math.exp(-h0) * x0 + (1 - math.exp(-h0)) * d0 + b(h0) * 0.5 * (d1 - d0)
+  ddim = math.exp(-h1) * x1 + (1 - math.exp(-h1)) * d1
+  second_order = ddim + b(h1) * 0.5 * (d1 - d0) / (h0 / h1)
+  for order, expected in ((1, ddim), (2, second_order)):
+    got = unipc(gauss_denoise, jnp.array([s0, s1, s2]), jnp.array([[x0]]), order=order, b_h=b_h,
+                lower_order_final=False).x
+    assert float(got[0, 0]) == pytest.approx(expected, rel=1e-5), order
+  # The two B(h) move x1 apart by far more than the tolerance: the test tells them apart.
+  assert abs(h0 - (1 - math.exp(-h0))) * abs(d1 - d0) / 2 > 1e-3 * abs(x1)
 
 
 def test_sampler_benchmark_reports_rows_and_checks():

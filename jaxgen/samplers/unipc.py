@@ -1,13 +1,16 @@
 """UniPC (Zhao et al. 2023): a multistep predictor (UniP-p) and corrector (UniC-p), data prediction,
-B(h) = e^h - 1 (the paper's "B_2"), in the coordinates of `core` (lambda = -log sigma).
+in the coordinates of `core` (lambda = -log sigma), with either of the paper's two choices of B(h):
+"bh2", B(h) = e^h - 1 (the default), or "bh1", B(h) = h. For data prediction the paper's h is -h,
+so the factor multiplying the fixed a = 1/2 below is 1 - e^{-h} (bh2) or h (bh1).
 
 Both integrate a polynomial through model outputs against the kernel e^{-(h - tau)} of the exact
 solution x' = e^{-h} x + int_0^h e^{-(h - tau)} D(lambda + tau) dtau. With p nodes the paper's
 coefficients a_p = R_p^{-1} g_p / B(h) make the quadrature exact for polynomials of degree < p, which
 is the exact integral of the interpolating polynomial; B(h) then cancels. It matters only in the
-paper's two fixed choices a = 1/2: the order-2 predictor, x' = e^{-h} x + B (D_s + (D_s - D_{s-1}) / (2 r))
-(= DPM-Solver++(2M)), and the order-1 corrector, x' = e^{-h} x + B (D_s + (D_t - D_s) / 2), with
-B = 1 - e^{-h}.
+paper's two fixed choices a = 1/2: the order-2 predictor, x' = e^{-h} x + (1 - e^{-h}) D_s
++ B (D_s - D_{s-1}) / (2 r) (with bh2 this is DPM-Solver++(2M)), and the order-1 corrector,
+x' = e^{-h} x + (1 - e^{-h}) D_s + B (D_t - D_s) / 2. Both B agree to first order in h, so the orders
+are the same; they differ in the error constant.
 
 Each step: evaluate D at the predicted point x~_i (one NFE), correct x_i with it (UniC, which raises
 the order by one at no extra evaluation), then predict x~_{i+1} from the corrected x_i using D(x~_i)
@@ -39,7 +42,15 @@ class UniPCState(NamedTuple):
   order: jax.Array      # the order the last prediction used
 
 
-def _predict(x, d0, state_d, state_h, h, order):
+B_H = ("bh1", "bh2")
+
+
+def _b(h, b_h: str):
+  """The factor of the fixed a = 1/2 terms for data prediction: h (bh1) or 1 - e^{-h} (bh2)."""
+  return h if b_h == "bh1" else -jnp.expm1(-h)
+
+
+def _predict(x, d0, state_d, state_h, h, order, b_h):
   """UniP-order from x at lambda with D values at lambda, lambda - h_1, lambda - h_1 - h_2."""
   k0, k1, k2, _ = kernel_moments(h)
   d1, d2 = state_d
@@ -48,13 +59,13 @@ def _predict(x, d0, state_d, state_h, h, order):
   f012 = (f01 - (d1 - d2) / h2) / (h1 + h2)
   drift = jax.lax.switch(order - 1, [
       lambda _: k0 * d0,
-      lambda _: k0 * (d0 + 0.5 * h * f01),
+      lambda _: k0 * d0 + _b(h, b_h) * 0.5 * h * f01,
       lambda _: k0 * d0 + k1 * f01 + f012 * (k2 + h1 * k1),
   ], None)
   return jnp.exp(-h) * x + drift
 
 
-def _correct(x_start, d_new, d0, d1, d2, h, h1, h2, order):
+def _correct(x_start, d_new, d0, d1, d2, h, h1, h2, order, b_h):
   """UniC-order for the step of size h from x_start (D = d0 there) now that D(x~) = d_new is known:
   nodes tau = h, 0, -h_1, -h_1 - h_2 (the first order + 1 of them)."""
   k0, k1, k2, k3 = kernel_moments(h)
@@ -69,19 +80,21 @@ def _correct(x_start, d_new, d0, d1, d2, h, h1, h2, order):
   quad = k2 - h * k1
   cubic = k3 + (h1 - h) * k2 - h * h1 * k1
   drift = jax.lax.switch(order - 1, [
-      lambda _: k0 * (d0 + 0.5 * (d_new - d0)),      # the paper's a_1 = 1/2 with B = 1 - e^{-h}
+      lambda _: k0 * d0 + _b(h, b_h) * 0.5 * (d_new - d0),  # the paper's fixed a_1 = 1/2
       lambda _: k0 * d0 + k1 * f_new + f_new1 * quad,
       lambda _: k0 * d0 + k1 * f_new + f_new1 * quad + f_new12 * cubic,
   ], None)
   return jnp.exp(-h) * x_start + drift
 
 
-def unipc(denoise: Callable, sigmas, noise, key=None, *, order: int = 2,
+def unipc(denoise: Callable, sigmas, noise, key=None, *, order: int = 2, b_h: str = "bh2",
           lower_order_final: bool = True, extra_args=None, trajectory: bool = False):
-  """UniPC-`order` (UniP-order predictor + UniC-order corrector; order 1, 2 or 3). Deterministic;
-  `key` is unused."""
+  """UniPC-`order` (UniP-order predictor + UniC-order corrector; order 1, 2 or 3) with B(h) `b_h`
+  (bh1 | bh2). Deterministic; `key` is unused."""
   if order not in (1, 2, 3):
     raise ValueError(f"UniPC order must be 1, 2 or 3, not {order}")
+  if b_h not in B_H:
+    raise ValueError(f"UniPC's b_h must be one of {', '.join(B_H)}, not {b_h!r}")
   num_steps = int(np.asarray(jnp.shape(sigmas))[0]) - 1
   orders = jnp.asarray(multistep_orders(num_steps, order, lower_order_final))
 
@@ -90,12 +103,12 @@ def unipc(denoise: Callable, sigmas, noise, key=None, *, order: int = 2,
     h_last = state.h1
     # Correct the previous step (none before the first) with the new evaluation.
     corrected = _correct(state.x_start, d_new, state.d1, state.d2, state.d3, h_last, state.h2,
-                         state.h3, state.order)
+                         state.h3, state.order, b_h)
     x = jnp.where(i > 0, corrected, state.x)
     last = sigma_next <= 0
     h = jnp.log(sigma / jnp.where(last, 1.0, sigma_next))
     step_order = jnp.where(last, 1, orders[i])
-    x_next = _predict(x, d_new, (state.d1, state.d2), (state.h1, state.h2), h, step_order)
+    x_next = _predict(x, d_new, (state.d1, state.d2), (state.h1, state.h2), h, step_order, b_h)
     x_next = jnp.where(last, d_new, x_next)
     return UniPCState(x_next, x, d_new, state.d1, state.d2, h, state.h1, state.h2, step_order), d_new
 
