@@ -16,7 +16,8 @@ respect to the gradient that the generator's samples produce.
 How the gradient is read: the generator's optimizer is swapped for SGD of rate 1 without momentum
 (a fresh state), so one step of the method's own two-player update moves the generator by minus
 its gradient exactly; the discriminator keeps its restored Adam state, and its ordinary update
-before the generator's is the one training takes.
+before the generator's is the one training takes. A --root without a checkpoint measures the
+seeds' initial states (whose second moments are all 0 before the discriminator's first update).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def main(argv=None) -> int:
 
   import jax
   import jax.numpy as jnp
+  from jax.flatten_util import ravel_pytree
   from gan_mode_collapse import VARIANTS, parse_overrides
   from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.gan import method as gan_method
@@ -70,7 +72,8 @@ def main(argv=None) -> int:
     return config
 
   seeds = list(range(args.seeds))
-  sweep = SeedSweep(config_with({}), seeds, workdir=args.root / args.dataset / args.variant / "sweep")
+  base = config_with({})
+  sweep = SeedSweep(base, seeds, workdir=args.root / args.dataset / args.variant / "sweep")
   at = int(sweep.step()[0])
   sweep.close()
   print(f"{args.dataset} {args.variant} checkpoint at step {at}, seeds {seeds}")
@@ -78,31 +81,30 @@ def main(argv=None) -> int:
   kinds = ["plain", "adam"] + [f"sgd:{lr}" for lr in args.sgd_lr.split(",")]
   methods = {k: gan_method.build(config_with(unroll_overrides(k), read_gradient=True)) for k in kinds}
   updates = {k: jax.jit(m.update) for k, m in methods.items()}
-  field = batch_field(config_with({}))
+  field = batch_field(base)
   data = sweep.data[field]
-  batch_size = config_with({}).train.batch_size
-  flat = lambda tree: jnp.concatenate([jnp.ravel(x) for x in jax.tree.leaves(tree)])
+  flat = lambda tree: ravel_pytree(tree)[0]
 
   rows = {k: [] for k in kinds if k != "plain"}
   for i, seed in enumerate(seeds):
     state = sweep.seed_view(i)
     d_opt = state.opt_state["discriminator"]
+    # Each method's joint optimizer state: a fresh generator SGD state, the restored discriminator's.
+    opts = {k: dict(m.optimizer.init(state.params), discriminator=d_opt) for k, m in methods.items()}
     # optax.adam's state is (ScaleByAdamState, the rate's state); bias correction is < 1% after
     # 5000 steps of b2 = 0.999 and left out.
     nu = flat(next(part for part in d_opt if hasattr(part, "nu")).nu)
-    scale = 1.0 / (jnp.sqrt(nu) + 1e-8)
+    scale = 1.0 / (jnp.sqrt(nu) + base.d_optimizer.eps)
     q = np.percentile(np.asarray(scale), [50, 90, 99, 100])
     print(f"seed {seed}: discriminator Adam 1/(sqrt(v)+eps) median {q[0]:.3g}, 90% {q[1]:.3g}, "
           f"99% {q[2]:.3g}, max {q[3]:.3g}")
     for b in range(args.batches):
       key = jax.random.PRNGKey(10_000 * seed + b)
-      rows_idx = jax.random.randint(jax.random.fold_in(key, 1), (batch_size,), 0, len(data))
-      batch = {field: data[rows_idx]}
+      picked = jax.random.randint(jax.random.fold_in(key, 1), (base.train.batch_size,), 0, len(data))
+      batch = {field: data[picked]}
       grads = {}
-      for k, m in methods.items():
-        opt = m.optimizer.init(state.params)
-        opt = dict(opt, discriminator=d_opt)
-        new_params, *_ = updates[k](state.params, opt, state.mutable, batch, key, state.step)
+      for k in methods:
+        new_params, *_ = updates[k](state.params, opts[k], state.mutable, batch, key, state.step)
         grads[k] = flat(state.params["generator"]) - flat(new_params["generator"])
       g0 = grads["plain"]
       line = [f"  batch {b}: plain |g| {float(jnp.linalg.norm(g0)):.3g}"]

@@ -45,11 +45,6 @@ class UniPCState(NamedTuple):
 B_H = ("bh1", "bh2")
 
 
-def _b(h, b_h: str):
-  """The factor of the fixed a = 1/2 terms for data prediction: h (bh1) or 1 - e^{-h} (bh2)."""
-  return h if b_h == "bh1" else -jnp.expm1(-h)
-
-
 def _predict(x, d0, state_d, state_h, h, order, b_h):
   """UniP-order from x at lambda with D values at lambda, lambda - h_1, lambda - h_1 - h_2."""
   k0, k1, k2, _ = kernel_moments(h)
@@ -59,7 +54,7 @@ def _predict(x, d0, state_d, state_h, h, order, b_h):
   f012 = (f01 - (d1 - d2) / h2) / (h1 + h2)
   drift = jax.lax.switch(order - 1, [
       lambda _: k0 * d0,
-      lambda _: k0 * d0 + _b(h, b_h) * 0.5 * h * f01,
+      lambda _: k0 * d0 + (h if b_h == "bh1" else k0) * 0.5 * h * f01,  # B(h), fixed a = 1/2
       lambda _: k0 * d0 + k1 * f01 + f012 * (k2 + h1 * k1),
   ], None)
   return jnp.exp(-h) * x + drift
@@ -80,7 +75,7 @@ def _correct(x_start, d_new, d0, d1, d2, h, h1, h2, order, b_h):
   quad = k2 - h * k1
   cubic = k3 + (h1 - h) * k2 - h * h1 * k1
   drift = jax.lax.switch(order - 1, [
-      lambda _: k0 * d0 + _b(h, b_h) * 0.5 * (d_new - d0),  # the paper's fixed a_1 = 1/2
+      lambda _: k0 * d0 + (h if b_h == "bh1" else k0) * 0.5 * (d_new - d0),  # B(h), fixed a = 1/2
       lambda _: k0 * d0 + k1 * f_new + f_new1 * quad,
       lambda _: k0 * d0 + k1 * f_new + f_new1 * quad + f_new12 * cubic,
   ], None)
