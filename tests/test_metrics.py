@@ -156,6 +156,27 @@ def test_mode_coverage_one_mode_and_off_mode_points():
   # 3 standard deviations is the boundary: 0.059 away counts, 0.061 does not.
   edge = modes.mode_coverage(np.array([[1.059, 0.0], [1.061, 0.0]]), CENTRES, std=0.02)
   assert edge.high_quality_percent == 50.0
+  # The 10 points at (0.5, 0.5) are 0.707 = 35 std from every centre: off mode, and the median
+  # distance is that of the 30 points on a centre (0).
+  assert r.off_mode_percent == pytest.approx(25.0)
+  assert r.median_distance_std == 0.0
+
+
+def test_mode_coverage_diagnostics_on_the_mixture_itself():
+  """Samples from the mixture: the nearest-centre distance / std is Rayleigh distributed, median
+  sqrt(2 ln 2); none is off mode. A generator whose modes are twice as wide doubles the median."""
+  rng = np.random.default_rng(0)
+  std = 0.02
+  idx = rng.integers(len(CENTRES), size=40000)
+  noise = rng.normal(size=(40000, 2))
+  exact = modes.mode_coverage(CENTRES[idx] + std * noise, CENTRES, std=std)
+  assert exact.median_distance_std == pytest.approx(np.sqrt(2 * np.log(2)), rel=0.02)
+  assert exact.off_mode_percent == 0.0
+  assert exact.high_quality_percent == pytest.approx(100 * (1 - np.exp(-4.5)), abs=0.2)
+  wide = modes.mode_coverage(CENTRES[idx] + 2 * std * noise, CENTRES, std=std)
+  assert wide.median_distance_std == pytest.approx(2 * np.sqrt(2 * np.log(2)), rel=0.02)
+  # Twice as wide: P(r > 6 std) = exp(-(6/2)^2 / 2) = exp(-4.5) = 1.1%.
+  assert wide.off_mode_percent == pytest.approx(100 * np.exp(-4.5), abs=0.2)
 
 
 def test_mode_coverage_reverse_kl_by_hand():
