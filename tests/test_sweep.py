@@ -11,7 +11,7 @@ import pytest
 
 from jaxgen.config import load_config_file
 from jaxgen.train.loop import Trainer
-from jaxgen.train.sweep import DATA_SALT, SeedSweep
+from jaxgen.train.sweep import DATA_SALT, SeedSweep, seed_devices
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -147,3 +147,58 @@ def test_a_cooldown_branches_from_a_constant_rate_checkpoint(config, sweep, tmp_
   with pytest.raises(CheckpointError, match=r"'optimizer' learning rate differs .* at step 5 .*"
                                             r"decay_steps' <= train.steps - 6"):
     SeedSweep(_cooldown(config, 12, 2), [4, 7], workdir=tmp_path)
+
+
+def test_seed_devices_take_whole_seeds_evenly():
+  devices = list("abcdefgh")  # stand-ins: only their order matters
+  assert seed_devices(8, devices) == devices
+  assert seed_devices(5, devices) == list("abcde")
+  assert seed_devices(16, devices) == devices  # two seeds each
+  assert seed_devices(6, devices[:4]) == list("abc")
+  assert seed_devices(7, devices[:4]) == ["a"]
+
+
+_MULTI_DEVICE = """
+import json, pathlib, sys
+import jax, numpy as np
+from jaxgen.config import load_config_file
+from jaxgen.train.sweep import SeedSweep
+config = load_config_file(sys.argv[1])
+config.train.steps, config.train.steps_per_call, config.train.log_every, config.train.checkpoint_every = 6, 3, 3, 6
+config.model.g_norm, config.gan.unrolled_steps = "none", 0
+seeds, workdir = [4, 7, 9, 11], pathlib.Path(sys.argv[2])
+one = SeedSweep(config, seeds, devices=jax.devices()[:1])
+one.run(6)
+split = SeedSweep(config, seeds, workdir=workdir)  # 8 devices offered: 4 used, a seed on each
+split.run(4, checkpoint_every=4)
+leaf = jax.tree.leaves(split.states.params)[0]
+layout = [len(jax.devices()), split.mesh.size, len(leaf.sharding.device_set),
+          sorted(sh.data.shape[0] for sh in leaf.addressable_shards)]
+split.close()
+resumed = SeedSweep(config, seeds, devices=jax.devices()[:1], workdir=workdir)
+resumed_at = int(resumed.step()[0])
+resumed.run(6)
+gap = 0.0
+for a, b in zip(jax.tree.leaves(one.states), jax.tree.leaves(resumed.states), strict=True):
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  gap = max(gap, float(np.max(np.abs(a - b) / (np.abs(a) + 1e-3))) if a.size else 0.0)
+print(json.dumps({"layout": layout, "resumed_at": resumed_at, "max_rel_gap": gap}))
+"""
+
+
+def test_seeds_split_over_devices_train_as_on_one(tmp_path):
+  """8 virtual devices: 4 seeds split one per device for 4 steps, checkpointed, then continued on
+  a single device to step 6, end where the 4 seeds trained on one device throughout end."""
+  import json
+  import os
+  import subprocess
+  import sys
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+  env.pop("JAX_NUM_CPU_DEVICES", None)
+  proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE, str(REPO / "tests" / "configs" / "tiny_gan.py"),
+                         str(tmp_path / "sweep")], capture_output=True, text=True, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["layout"] == [8, 4, 4, [1, 1, 1, 1]]
+  assert out["resumed_at"] == 4
+  assert out["max_rel_gap"] < 2e-4

@@ -7,6 +7,12 @@ exactly the one `Trainer` builds for `config.seed = s`, every seed takes the sam
 (`Trainer.update`: the method's loss or its own two-player step, EMA, post-update hook), and the
 seeds advance together, `steps_per_call` steps per call in a `lax.scan`.
 
+Devices: the seed axis is split over a 1-D mesh (axis `seeds`), each device holding whole seeds
+and the training data, so the seeds train in parallel with no communication. The mesh takes as
+many of the given devices (default: all) as divide the number of seeds (8 seeds on 8 devices: one
+each; 5 seeds on 8 devices: 5 of them; 6 on 4: 3). A seed's numbers do not depend on the device
+count, so a checkpoint written on one device count continues on another.
+
 Data: the training split is held in memory (`eval_arrays`: the records `jaxgen train` reads,
 preprocessed the same way) and each step draws its batch uniformly with replacement from it, with
 the key fold_in(fold_in(state.key, DATA_SALT), step). So a seed's run differs from `jaxgen train
@@ -31,17 +37,25 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jaxgen import config as config_lib
 from jaxgen.data import eval_arrays
 from jaxgen.errors import CheckpointError, ConfigError
-from jaxgen.train import step as step_lib
 from jaxgen.train.checkpoint import Checkpointer, abstract_like
 from jaxgen.train.loop import Trainer
 from jaxgen.train.resume import BOOKKEEPING_KEYS, check_continuation
 from jaxgen.train.state import TrainState
 
 DATA_SALT = 0x5EED  # batch indices use fold_in(fold_in(state.key, DATA_SALT), step)
+SEED_AXIS = "seeds"
+
+
+def seed_devices(num_seeds: int, devices: Sequence) -> list:
+  """The first n of `devices`, n the largest count that divides the seeds evenly (whole seeds per
+  device, the same number on each)."""
+  n = max(k for k in range(1, len(devices) + 1) if num_seeds % k == 0)
+  return list(devices[:n])
 
 
 class SeedSweep:
@@ -54,14 +68,23 @@ class SeedSweep:
       raise ConfigError("A seed sweep needs at least one seed.")
     self.config = config
     self.seeds = [int(s) for s in seeds]
-    # One device: the seeds, not the batch, are the parallel axis here.
-    self.trainer = Trainer(config, workdir=None, devices=(devices or jax.devices())[:1])
+    devices = list(devices or jax.devices())
+    # The seeds, not the batch, are the parallel axis: the trainer (its update and states) is a
+    # one-device one, and the sweep's programs split their leading seed axis over `self.mesh`.
+    self.trainer = Trainer(config, workdir=None, devices=devices[:1])
+    used = seed_devices(len(self.seeds), devices)
+    self.mesh = jax.make_mesh((len(used),), (SEED_AXIS,), axis_types=(jax.sharding.AxisType.Auto,),
+                              devices=used)
+    self.seed_sharding = NamedSharding(self.mesh, P(SEED_AXIS))
     if self.trainer.method.warm_start is not None:
       raise ConfigError(f"Method '{self.trainer.method.name}' starts from trained weights; a seed "
                         "sweep starts every seed from the method's own init. Train with `jaxgen train`.")
-    self.data = {k: jnp.asarray(v) for k, v in eval_arrays(config.data, config.data.get("split", "train")).items()}
+    everywhere = NamedSharding(self.mesh, P())
+    self.data = {k: jax.device_put(np.asarray(v), everywhere)
+                 for k, v in eval_arrays(config.data, config.data.get("split", "train")).items()}
     self.num_examples = len(next(iter(self.data.values())))
-    self.states = jax.jit(jax.vmap(self.trainer.fresh_state))(jnp.asarray(self.seeds))
+    self.states = jax.jit(jax.vmap(self.trainer.fresh_state), out_shardings=self.seed_sharding)(
+        jnp.asarray(self.seeds))
     self._calls: dict[int, Callable] = {}
     self.checkpointer = None
     if workdir is not None:
@@ -90,8 +113,7 @@ class SeedSweep:
     saved_config.setdefault("train", {})["steps"] = saved.get("train_steps", expected["train_steps"])
     check_continuation(saved_config, expected["config"], step, where=str(where), what="sweep checkpoint",
                        bookkeeping=BOOKKEEPING_KEYS)
-    sharding = step_lib.replicated(self.trainer.mesh)
-    self.states = self.checkpointer.restore(step, abstract_like(self.states, sharding))
+    self.states = self.checkpointer.restore(step, abstract_like(self.states, self.seed_sharding))
 
   def save(self) -> None:
     """Checkpoints the stacked states at their step (needs a workdir)."""
@@ -119,7 +141,8 @@ class SeedSweep:
                             None, length=k)
       # The data is an argument shared by every seed (a closed-over array would be baked into the
       # program as a constant).
-      self._calls[k] = jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,))
+      self._calls[k] = jax.jit(jax.vmap(one_seed, in_axes=(0, None)), donate_argnums=(0,),
+                               out_shardings=self.seed_sharding)
     return self._calls[k]
 
   def step(self) -> np.ndarray:
