@@ -65,6 +65,13 @@ PUBLISHED = {
 NUM_SAMPLES = 2500
 
 
+def mode_fields(r, prefix: str = "") -> dict:
+  """The figures of a jaxgen.metrics.modes.ModeResult as the driver's results name them."""
+  return {prefix + "modes": r.modes_captured, prefix + "high_quality": r.high_quality_percent,
+          prefix + "reverse_kl": r.reverse_kl, prefix + "median_distance_std": r.median_distance_std,
+          prefix + "off_mode": r.off_mode_percent}
+
+
 def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: pathlib.Path,
                 eval_every: int, extra: dict, online: bool = False,
                 checkpoint_every: int | None = None) -> list[dict]:
@@ -106,15 +113,11 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
         st = sweep.seed_view(i)
         x = np.asarray(sample(st.ema_params, st.mutable, jax.random.PRNGKey(1000 + s)))
         r = modes.mode_coverage(x, centres, std)
-        entry = {"step": step, "modes": r.modes_captured, "high_quality": r.high_quality_percent,
-                 "reverse_kl": r.reverse_kl, "median_distance_std": r.median_distance_std,
-                 "off_mode": r.off_mode_percent}
+        entry = {"step": step, **mode_fields(r)}
         if online:
           o = modes.mode_coverage(np.asarray(sample_online(st.params, st.mutable, jax.random.PRNGKey(1000 + s))),
                                   centres, std)
-          entry.update(online_modes=o.modes_captured, online_high_quality=o.high_quality_percent,
-                       online_reverse_kl=o.reverse_kl, online_median_distance_std=o.median_distance_std,
-                       online_off_mode=o.off_mode_percent)
+          entry.update(mode_fields(o, "online_"))
         history[s] = [h for h in history[s] if h["step"] != step] + [entry]
         last[s] = (x, r, {k: float(v[i, -1]) for k, v in metrics.items()})
       # Progress as it comes, and on disk, so a run stopped before the end keeps its measurements.
@@ -135,10 +138,8 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
     out.mkdir(parents=True, exist_ok=True)
     for s, (x, r, final) in last.items():
       result = {"dataset": dataset, "variant": variant, "seed": s, "steps": steps,
-                "overrides": overrides, "modes": r.modes_captured, "num_modes": r.num_modes,
-                "high_quality": r.high_quality_percent, "reverse_kl": r.reverse_kl,
-                "histogram": list(r.histogram), "median_distance_std": r.median_distance_std,
-                "off_mode": r.off_mode_percent, "history": history[s],
+                "overrides": overrides, **mode_fields(r), "num_modes": r.num_modes,
+                "histogram": list(r.histogram), "history": history[s],
                 "train_seconds_all_seeds": round(seconds, 1), "seeds_trained_together": len(todo),
                 "final_metrics": final}
       np.save(out / f"seed{s}_samples.npy", x.astype(np.float32))
@@ -253,7 +254,7 @@ def rescored(path: pathlib.Path) -> dict:
     from jaxgen.metrics import modes
     m = modes.mode_coverage(np.load(samples), builtin.toy2d_mode_centres(r["dataset"]),
                             builtin.toy2d_mode_std(r["dataset"]))
-    r |= {"median_distance_std": m.median_distance_std, "off_mode": m.off_mode_percent}
+    r |= {k: v for k, v in mode_fields(m).items() if k not in r}
   return r
 
 

@@ -39,13 +39,18 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 TINY = str(REPO / "tests" / "configs" / "tiny_ddpm.py")
 
 
+def subprocess_env(devices: int = 1) -> dict:
+  """The environment for a subprocess that starts JAX with `devices` virtual CPU devices and this
+  session's data dir and cache."""
+  env = dict(os.environ, JAXGEN_DATA_DIR=_DATA_DIR, JAXGEN_CACHE_DIR=_CACHE_DIR, PYTHONUNBUFFERED="1",
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+  env.pop("JAX_NUM_CPU_DEVICES", None)
+  return env
+
+
 def run_cli(args, *, devices: int = 1, env=None, timeout=300, check=True):
   """Runs `python -m jaxgen ARGS` in a subprocess; returns the CompletedProcess."""
-  full_env = dict(os.environ, JAXGEN_DATA_DIR=_DATA_DIR, JAXGEN_CACHE_DIR=_CACHE_DIR,
-                  PYTHONUNBUFFERED="1")
-  full_env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
-  full_env.pop("JAX_NUM_CPU_DEVICES", None)
-  full_env.update(env or {})
+  full_env = subprocess_env(devices) | (env or {})
   proc = subprocess.run([sys.executable, "-m", "jaxgen", *args], capture_output=True, text=True,
                         env=full_env, timeout=timeout, cwd=REPO)
   if check and proc.returncode != 0:

@@ -190,13 +190,12 @@ def test_seeds_split_over_devices_train_as_on_one(tmp_path):
   """8 virtual devices: 4 seeds split one per device for 4 steps, checkpointed, then continued on
   a single device to step 6, end where the 4 seeds trained on one device throughout end."""
   import json
-  import os
   import subprocess
   import sys
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
-  env.pop("JAX_NUM_CPU_DEVICES", None)
+  from conftest import subprocess_env
   proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE, str(REPO / "tests" / "configs" / "tiny_gan.py"),
-                         str(tmp_path / "sweep")], capture_output=True, text=True, env=env, timeout=600)
+                         str(tmp_path / "sweep")], capture_output=True, text=True,
+                        env=subprocess_env(devices=8), timeout=600)
   assert proc.returncode == 0, proc.stderr[-4000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["layout"] == [8, 4, 4, [1, 1, 1, 1]]

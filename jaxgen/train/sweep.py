@@ -42,6 +42,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from jaxgen import config as config_lib
 from jaxgen.data import eval_arrays
 from jaxgen.errors import CheckpointError, ConfigError
+from jaxgen.train import step as step_lib
 from jaxgen.train.checkpoint import Checkpointer, abstract_like
 from jaxgen.train.loop import Trainer
 from jaxgen.train.resume import BOOKKEEPING_KEYS, check_continuation
@@ -79,8 +80,7 @@ class SeedSweep:
     if self.trainer.method.warm_start is not None:
       raise ConfigError(f"Method '{self.trainer.method.name}' starts from trained weights; a seed "
                         "sweep starts every seed from the method's own init. Train with `jaxgen train`.")
-    everywhere = NamedSharding(self.mesh, P())
-    self.data = {k: jax.device_put(np.asarray(v), everywhere)
+    self.data = {k: jax.device_put(np.asarray(v), step_lib.replicated(self.mesh))
                  for k, v in eval_arrays(config.data, config.data.get("split", "train")).items()}
     self.num_examples = len(next(iter(self.data.values())))
     self.states = jax.jit(jax.vmap(self.trainer.fresh_state), out_shardings=self.seed_sharding)(
