@@ -2,7 +2,7 @@ import pytest
 
 from jaxgen import config as config_lib
 from jaxgen.errors import ConfigError
-from tests.conftest import REPO, TINY
+from conftest import REPO, TINY
 
 
 def load():

@@ -6,7 +6,6 @@ resume = uninterrupted, sampling and interpolation through the CLI)."""
 import dataclasses
 import json
 import math
-import os
 import pathlib
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import numpy as np
 import optax
 import pytest
 
+from conftest import subprocess_env
 from jaxgen.gan import losses
 from jaxgen.gan.method import pack_examples
 from jaxgen.gan.step import Players, Settings, build_two_player_update
@@ -610,8 +610,7 @@ print(json.dumps({"devices": len(jax.devices()), "one": losses(root + "/one"),
 
 @pytest.mark.slow
 def test_gan_run_on_eight_devices_matches_one_and_resumes_exactly(tmp_path):
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", PYTHONUNBUFFERED="1")
-  proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, TINY_GAN, str(tmp_path)], env=env,
+  proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, TINY_GAN, str(tmp_path)], env=subprocess_env(devices=8),
                         capture_output=True, text=True, timeout=600, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])

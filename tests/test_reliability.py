@@ -3,7 +3,6 @@ invariance, preemption, non-finite losses, and clear errors for bad input. Each 
 real CLI in subprocesses on the tiny DDPM config."""
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -14,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, TINY, losses, run_cli
+from conftest import REPO, TINY, losses, run_cli, subprocess_env
 
 pytestmark = pytest.mark.slow
 LONG = ["--config.train.steps=60", "--config.train.checkpoint_every=10"]
@@ -25,9 +24,8 @@ def train_args(workdir, *extra):
 
 
 def popen_train(workdir, *extra, devices=1):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", PYTHONUNBUFFERED="1")
   return subprocess.Popen([sys.executable, "-m", "jaxgen", *train_args(workdir, *extra)], cwd=REPO,
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          env=subprocess_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.fixture(scope="module")
@@ -207,7 +205,7 @@ def _free_port():
 @pytest.mark.long
 def test_two_processes_match_one_process(reference_run, tmp_path):
   port = _free_port()
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONUNBUFFERED="1")
+  env = subprocess_env(devices=1)
   procs = [subprocess.Popen(
       [sys.executable, "-m", "jaxgen", *train_args(tmp_path, "--coordinator", f"127.0.0.1:{port}",
                                                    "--num-processes", "2", "--process-id", str(i))],

@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import subprocess_env
 from jaxgen.config import load_config_file
 from jaxgen.train.loop import Trainer
 from jaxgen.train.sweep import DATA_SALT, SeedSweep, seed_devices
@@ -192,7 +193,6 @@ def test_seeds_split_over_devices_train_as_on_one(tmp_path):
   import json
   import subprocess
   import sys
-  from conftest import subprocess_env
   proc = subprocess.run([sys.executable, "-c", _MULTI_DEVICE, str(REPO / "tests" / "configs" / "tiny_gan.py"),
                          str(tmp_path / "sweep")], capture_output=True, text=True,
                         env=subprocess_env(devices=8), timeout=600)

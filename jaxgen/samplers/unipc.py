@@ -45,6 +45,12 @@ class UniPCState(NamedTuple):
 B_H = ("bh1", "bh2")
 
 
+def _b_factor(h, k0, b_h):
+  """The factor B(h) multiplying the order-1 coefficient a = 1/2 in data-prediction coordinates:
+  h (bh1) or k0 = 1 - e^{-h} (bh2)."""
+  return h if b_h == "bh1" else k0
+
+
 def _predict(x, d0, state_d, state_h, h, order, b_h):
   """UniP-order from x at lambda with D values at lambda, lambda - h_1, lambda - h_1 - h_2."""
   k0, k1, k2, _ = kernel_moments(h)
@@ -54,7 +60,7 @@ def _predict(x, d0, state_d, state_h, h, order, b_h):
   f012 = (f01 - (d1 - d2) / h2) / (h1 + h2)
   drift = jax.lax.switch(order - 1, [
       lambda _: k0 * d0,
-      lambda _: k0 * d0 + (h if b_h == "bh1" else k0) * 0.5 * h * f01,  # B(h), fixed a = 1/2
+      lambda _: k0 * d0 + _b_factor(h, k0, b_h) * 0.5 * h * f01,
       lambda _: k0 * d0 + k1 * f01 + f012 * (k2 + h1 * k1),
   ], None)
   return jnp.exp(-h) * x + drift
@@ -75,7 +81,7 @@ def _correct(x_start, d_new, d0, d1, d2, h, h1, h2, order, b_h):
   quad = k2 - h * k1
   cubic = k3 + (h1 - h) * k2 - h * h1 * k1
   drift = jax.lax.switch(order - 1, [
-      lambda _: k0 * d0 + (h if b_h == "bh1" else k0) * 0.5 * (d_new - d0),  # B(h), fixed a = 1/2
+      lambda _: k0 * d0 + _b_factor(h, k0, b_h) * 0.5 * (d_new - d0),
       lambda _: k0 * d0 + k1 * f_new + f_new1 * quad,
       lambda _: k0 * d0 + k1 * f_new + f_new1 * quad + f_new12 * cubic,
   ], None)
