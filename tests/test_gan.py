@@ -610,8 +610,8 @@ print(json.dumps({"devices": len(jax.devices()), "one": losses(root + "/one"),
 
 @pytest.mark.slow
 def test_gan_run_on_eight_devices_matches_one_and_resumes_exactly(tmp_path):
-  proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, TINY_GAN, str(tmp_path)], env=subprocess_env(devices=8),
-                        capture_output=True, text=True, timeout=600, cwd=REPO)
+  proc = subprocess.run([sys.executable, "-c", _DEVICE_SCRIPT, TINY_GAN, str(tmp_path)],
+                        env=subprocess_env(devices=8), capture_output=True, text=True, timeout=600, cwd=REPO)
   assert proc.returncode == 0, proc.stderr[-3000:]
   out = json.loads(proc.stdout.strip().splitlines()[-1])
   assert out["devices"] == 8

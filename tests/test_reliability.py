@@ -25,7 +25,8 @@ def train_args(workdir, *extra):
 
 def popen_train(workdir, *extra, devices=1):
   return subprocess.Popen([sys.executable, "-m", "jaxgen", *train_args(workdir, *extra)], cwd=REPO,
-                          env=subprocess_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          env=subprocess_env(devices), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
 
 
 @pytest.fixture(scope="module")
