@@ -199,6 +199,48 @@ def test_packing_concatenates_consecutive_examples():
   np.testing.assert_array_equal(packed[1, 0, 1], jnp.concatenate([images[2, 0, 1], images[3, 0, 1]]))
 
 
+@pytest.mark.parametrize("init_std", [0.0, 0.02])
+def test_block_init_starts_each_first_layer_unit_on_one_packed_example(init_std):
+  """model.d_pack_init=block: at init, moving packed example j changes only the first-layer units
+  u with u mod m == j (every piece of them), and the units' squared weight norms average what the
+  dense layer's do (their pre-activation variance is unchanged); the later layers are untouched."""
+  m, pieces, hidden = 4, 5, 400
+  kw = dict(hidden=hidden, pieces=pieces, depth=2, init_std=init_std, pack=m)
+  x = jax.random.normal(jax.random.PRNGKey(1), (3, 2 * m))
+  block = gan_nets.MLPDiscriminator(pack_init="block", **kw).init(jax.random.PRNGKey(0), x)["params"]
+  dense = gan_nets.MLPDiscriminator(**kw).init(jax.random.PRNGKey(0), x)["params"]
+  first = lambda v, p: gan_nets.Maxout(hidden, pieces, init_std=init_std).apply(
+      {"params": p["maxout0"]}, v)
+  for j in range(m):
+    moved = x.at[:, 2 * j:2 * j + 2].add(1.0)
+    changed = np.any(np.asarray(first(moved, block) != first(x, block)), axis=0)
+    np.testing.assert_array_equal(changed, np.arange(hidden) % m == j)
+    assert np.all(np.asarray(first(moved, dense) != first(x, dense)))  # dense: every unit moves
+  norms = lambda p: jnp.mean(jnp.sum(p["maxout0"]["linear"]["kernel"] ** 2, axis=0))
+  np.testing.assert_allclose(norms(block), norms(dense), rtol=0.05)
+  np.testing.assert_array_equal(block["maxout1"]["linear"]["kernel"], dense["maxout1"]["linear"]["kernel"])
+  # One example (m = 1) or the dense default: the plain layer, bit for bit.
+  single = dict(kw, pack=1)
+  y = x[:, :2]
+  np.testing.assert_array_equal(
+      gan_nets.MLPDiscriminator(pack_init="block", **single).init(jax.random.PRNGKey(0), y)["params"]["maxout0"]["linear"]["kernel"],
+      gan_nets.MLPDiscriminator(**single).init(jax.random.PRNGKey(0), y)["params"]["maxout0"]["linear"]["kernel"])
+
+
+def test_gan_config_reaches_the_block_init():
+  """The config key travels to the method's discriminator: its initial first layer is blocked."""
+  from jaxgen.config import apply_overrides, load_config_file
+  from jaxgen.method import build_method
+  config = load_config_file(REPO / "experiments" / "gan_mixture2d.py")
+  apply_overrides(config, {"gan.pack": 2, "train.batch_size": 4, "model.d_pack_init": "block"})
+  method = build_method(config)
+  params = method.init(jax.random.PRNGKey(0))["params"]
+  kernel = np.asarray(params["discriminator"]["maxout0"]["linear"]["kernel"])  # [4 inputs, units x pieces]
+  unit_example = (np.arange(kernel.shape[1]) // 5) % 2
+  assert not np.any(kernel[:2, unit_example == 1]) and not np.any(kernel[2:, unit_example == 0])
+  assert np.all(kernel[:2, unit_example == 0] != 0) and np.all(kernel[2:, unit_example == 1] != 0)
+
+
 # -- the two-player step against a hand-written one --------------------------------------------------
 
 def _toy_players():
@@ -676,6 +718,7 @@ def test_cli_trains_samples_and_interpolates_a_gan(tmp_path, capsys):
     ("--config.model.mlp_init_std=-0.02", "model.mlp_init_std"),
     ("--config.model.g_bn_momentum=1.0", "model.g_bn_momentum"),
     ("--config.model.minibatch_init_std=0.0", "model.minibatch_init_std"),
+    ("--config.model.d_pack_init=sparse", "model.d_pack_init"),
 ])
 def test_bad_gan_configs_exit_2(tmp_path, capsys, override, message):
   from jaxgen.cli import main

@@ -74,6 +74,9 @@ def model_config(**values) -> ml_collections.ConfigDict:
       "mlp_init_std": 0.0,            # mlp: 0 flax's default init; > 0 kernels ~ N(0, std^2),
                                       # zero biases (PacGAN's 0.02)
       "g_bn_momentum": gan_nets.BATCH_NORM_MOMENTUM,  # mlp generator's BatchNorm (PacGAN's 0.95)
+      "d_pack_init": "dense",         # mlp discriminator with gan.pack > 1: its first layer's
+                                      # init, dense (PacGAN's) | block (each unit starts on one
+                                      # packed example: nn.gan.packed_block_init)
       # dcgan / patchgan / stylegan widths: channels at full resolution (doubling as it halves)
       "g_ch": 64, "d_ch": 64, "max_ch": 512,
       "g_norm": "batch",              # dcgan / mlp generator: batch | none
@@ -194,6 +197,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
            "(Gulrajani et al. 2017, sec. 4). Set model.d_norm to layer, instance or none.")
   _require(m.get("mlp_init_std", 0.0) >= 0, f"Config key 'model.mlp_init_std' must be >= 0 (0: "
            f"flax's default initialisation), got {m.get('mlp_init_std')}.")
+  pack_init = m.get("d_pack_init", "dense")
+  _require(pack_init in gan_nets.PACK_INITS, f"Config key 'model.d_pack_init' must be one of "
+           f"{', '.join(gan_nets.PACK_INITS)}, not '{pack_init}'.")
+  _require(pack_init == "dense" or m.discriminator == "mlp", f"Config key 'model.d_pack_init' is "
+           f"'{pack_init}', which the mlp discriminator alone has (not '{m.discriminator}'); set it "
+           "to dense.")
   _require(m.get("minibatch_init_std", 0.1) > 0, f"Config key 'model.minibatch_init_std' must be "
            f"> 0, got {m.get('minibatch_init_std')}.")
   _require(0 <= m.get("g_bn_momentum", gan_nets.BATCH_NORM_MOMENTUM) < 1,
@@ -257,7 +266,8 @@ def _networks(config, g, m):
                                      init_std=init_std,
                                      minibatch_kernels=m.minibatch_kernels,
                                      minibatch_kernel_dim=m.minibatch_kernel_dim,
-                                     minibatch_init_std=m.get("minibatch_init_std", 0.1))
+                                     minibatch_init_std=m.get("minibatch_init_std", 0.1),
+                                     pack=g.pack, pack_init=m.get("d_pack_init", "dense"))
     return gen, disc
   size, channels = config.data.image_size, config.data.channels
   if m.name == "dcgan":
