@@ -143,13 +143,13 @@ def _reference_rows(x: jax.Array, reference: jax.Array | None, minibatch_kernels
 
 # -- 2D data: PacGAN's networks ----------------------------------------------------------------------
 
-def dense_layer(features: int, init_std: float, name: str, kernel_mask=None) -> nn.Dense:
+def dense_layer(features: int, init_std: float, name: str, init_transform=None) -> nn.Dense:
   """A Dense layer with flax's default initialisation (LeCun normal kernel, zero bias) when
   init_std is 0, else kernel ~ N(0, init_std^2) and zero bias (PacGAN's and DCGAN's 0.02).
-  kernel_mask (see packed_block_init), if given, shapes the initial kernel."""
+  init_transform (e.g. packed_block_init(...)), if given, maps the kernel initialiser to the one used."""
   init = nn.initializers.normal(init_std) if init_std > 0 else nn.initializers.lecun_normal()
-  if kernel_mask is not None:
-    init = kernel_mask(init)
+  if init_transform is not None:
+    init = init_transform(init)
   return nn.Dense(features, kernel_init=init, name=name)
 
 
@@ -208,11 +208,11 @@ class Maxout(nn.Module):
   pieces: int
   spectral_norm: bool = False
   init_std: float = 0.0  # see dense_layer
-  kernel_mask: Callable | None = None  # see dense_layer
+  init_transform: Callable | None = None  # see dense_layer
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    y = Apply(dense_layer(self.units * self.pieces, self.init_std, "linear", self.kernel_mask),
+    y = Apply(dense_layer(self.units * self.pieces, self.init_std, "linear", self.init_transform),
               self.spectral_norm)(x, train)
     return jnp.max(y.reshape(x.shape[:-1] + (self.units, self.pieces)), axis=-1)
 
@@ -241,8 +241,8 @@ class MLPDiscriminator(nn.Module):
     h = jnp.concatenate([x, reference]) if ref_rows else x
     block = self.pack_init == "block" and self.pack > 1
     for i in range(self.depth):
-      mask = packed_block_init(self.pack, self.pieces) if block and i == 0 else None
-      h = Maxout(self.hidden, self.pieces, self.spectral_norm, self.init_std, mask,
+      transform = packed_block_init(self.pack, self.pieces) if block and i == 0 else None
+      h = Maxout(self.hidden, self.pieces, self.spectral_norm, self.init_std, transform,
                  name=f"maxout{i}")(h, train)
     if self.minibatch_kernels:
       h = minibatch_features(h, ref_rows, self.minibatch_kernels, self.minibatch_kernel_dim,
