@@ -12,6 +12,8 @@ benchmark are overrides of this file (experiments/gan_mode_collapse.py runs them
   unrolled (5 steps)        --config.gan.unrolled_steps=5
   minibatch discrimination  --config.model.minibatch_kernels=50
   PacGAN2/3/4               --config.gan.pack=2 (3, 4)
+                            (on the grid add --config.model.d_pack_init=block for m >= 3:
+                            the dense first layer does not learn the packed grid; BENCHMARKS.md)
 Evaluate with `jaxgen eval --workdir DIR --metric modes --num 2500`.
 """
 
