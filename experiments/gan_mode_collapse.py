@@ -270,6 +270,21 @@ def parse_overrides(items: list[str]) -> dict:
   return out
 
 
+def use_cpu_devices(n: int) -> None:
+  """Makes the CPU platform n XLA devices. The sweep splits its seeds over them, and XLA runs
+  the per-device programs in parallel threads: on a few cores this keeps them busier than one
+  program whose small matrix products each use every core."""
+  import os
+  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
+  os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={n}"])
+  if "jax" in sys.modules:  # started in this process already (a caller of main): too late if it counted
+    import jax
+    if len(jax.devices("cpu")) != n:
+      from jaxgen.errors import ConfigError
+      raise ConfigError(f"--cpu-devices {n}: JAX started before with {len(jax.devices('cpu'))} CPU "
+                        "devices; run the script in a fresh process.")
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--root", required=True)
@@ -285,7 +300,18 @@ def main(argv=None) -> int:
   p.add_argument("--checkpoint-every", type=int, default=None,
                  help="checkpoint each sweep every N steps (default: --eval-every; and at the end)")
   p.add_argument("--report-only", action="store_true", help="only print the table and draw the plots")
+  p.add_argument("--cpu-devices", type=int, default=0,
+                 help="split the host CPU into N XLA devices (N = --seeds puts one seed on each; "
+                      "1.3-1.6x faster on 2 cores, BENCHMARKS.md); must be set before JAX starts, "
+                      "and a seed's numbers differ from the one-device run's in the last bits")
   args = p.parse_args(argv)
+  if args.cpu_devices:
+    from jaxgen.errors import UserError
+    try:
+      use_cpu_devices(args.cpu_devices)
+    except UserError as e:
+      print(f"error: {e}", file=sys.stderr)
+      return 2
   root = pathlib.Path(args.root)
   datasets = [d for d in args.datasets.split(",") if d]
   variants = [v for v in args.variants.split(",") if v]
