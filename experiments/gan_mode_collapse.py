@@ -271,18 +271,18 @@ def parse_overrides(items: list[str]) -> dict:
 
 
 def use_cpu_devices(n: int) -> None:
-  """Makes the CPU platform n XLA devices. The sweep splits its seeds over them, and XLA runs
-  the per-device programs in parallel threads: on a few cores this keeps them busier than one
-  program whose small matrix products each use every core."""
-  import os
-  flags = [f for f in os.environ.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f]
-  os.environ["XLA_FLAGS"] = " ".join(flags + [f"--xla_force_host_platform_device_count={n}"])
-  if "jax" in sys.modules:  # started in this process already (a caller of main): too late if it counted
-    import jax
+  """Makes the CPU platform n XLA devices (jax_num_cpu_devices; it overrides XLA_FLAGS' count). The
+  sweep splits its seeds over them, and XLA runs the per-device programs in parallel threads: on
+  a few cores this keeps them busier than one program whose small matrix products each spread
+  over every core."""
+  import jax
+  try:
+    jax.config.update("jax_num_cpu_devices", n)
+  except RuntimeError:  # JAX already ran something in this process (a caller of main)
     if len(jax.devices("cpu")) != n:
       from jaxgen.errors import ConfigError
       raise ConfigError(f"--cpu-devices {n}: JAX started before with {len(jax.devices('cpu'))} CPU "
-                        "devices; run the script in a fresh process.")
+                        "devices; run the script in a fresh process.") from None
 
 
 def main(argv=None) -> int:

@@ -201,3 +201,29 @@ def test_seeds_split_over_devices_train_as_on_one(tmp_path):
   assert out["layout"] == [8, 4, 4, [1, 1, 1, 1]]
   assert out["resumed_at"] == 4
   assert out["max_rel_gap"] < 2e-4
+
+
+_CPU_DEVICES = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import gan_mode_collapse as driver
+driver.use_cpu_devices(3)
+import jax
+count = len(jax.devices())
+driver.use_cpu_devices(3)  # JAX started with that count already: nothing to do
+code = driver.main(["--root", sys.argv[2], "--report-only", "--cpu-devices", "5"])
+print(json.dumps({"count": count, "exit": code}))
+"""
+
+
+def test_mode_collapse_driver_splits_the_cpu_into_devices(tmp_path):
+  """--cpu-devices N gives JAX N CPU devices, over an XLA_FLAGS count set before; asked again once
+  JAX has started with another count, the driver exits 2 with the reason."""
+  import json
+  import subprocess
+  import sys
+  proc = subprocess.run([sys.executable, "-c", _CPU_DEVICES, str(REPO / "experiments"), str(tmp_path)],
+                        capture_output=True, text=True, env=subprocess_env(devices=8), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"count": 3, "exit": 2}
+  assert "--cpu-devices 5: JAX started before with 3 CPU devices" in proc.stderr

@@ -1,0 +1,107 @@
+"""How fast a seed sweep of the mode-collapse benchmark trains with its seeds on one XLA CPU device
+or split over several (`--cpu-devices` of experiments/gan_mode_collapse.py).
+
+    python experiments/bench_sweep_devices.py [--variants pacgan3,non_saturating] [--dataset grid25]
+        [--seeds 5] [--devices 1,5] [--rounds 2] [--calls 4] [--steps-per-call 100]
+        [--set gan.r1_gamma=0.1 ...]
+
+Each (variant, device count) is timed in its own process, since the device count is fixed when
+JAX starts: the sweep is built, one call of --steps-per-call steps warms it up (compile), then
+--calls calls are timed and their median kept. The device counts alternate within each of
+--rounds rounds, so a drift in the machine's speed falls on all of them alike. Reported: the
+median over rounds of the seconds per 100 steps (all seeds together) and its ratio to the first
+device count's, measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+
+HERE = pathlib.Path(__file__).resolve().parent
+
+_MEASURE = r"""
+import json, sys, time
+import jax
+sys.path.insert(0, sys.argv[1])
+import gan_mode_collapse as driver
+from jaxgen.config import apply_overrides, load_config_file
+from jaxgen.train.sweep import SeedSweep
+args = json.loads(sys.argv[2])
+config = load_config_file(driver.HERE / "gan_mixture2d.py")
+apply_overrides(config, {"data.variant": args["dataset"], "train.steps": 10 ** 9,
+                         **driver.VARIANTS[args["variant"]], **args["extra"]})
+sweep = SeedSweep(config, list(range(args["seeds"])))
+k = args["steps_per_call"]
+done = 0
+def call():
+  global done
+  done += k
+  sweep.run(done, steps_per_call=k)
+  jax.block_until_ready(sweep.states)
+call()  # compile
+times = []
+for _ in range(args["calls"]):
+  t0 = time.perf_counter(); call(); times.append(time.perf_counter() - t0)
+print(json.dumps({"devices": len(jax.devices()), "mesh": sweep.mesh.size, "times": times}))
+"""
+
+
+def measure(variant: str, dataset: str, seeds: int, devices: int, calls: int, steps_per_call: int,
+            extra: dict) -> dict:
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+  args = {"variant": variant, "dataset": dataset, "seeds": seeds, "calls": calls,
+          "steps_per_call": steps_per_call, "extra": extra}
+  proc = subprocess.run([sys.executable, "-c", _MEASURE, str(HERE), json.dumps(args)], env=env,
+                        capture_output=True, text=True)
+  if proc.returncode:
+    raise SystemExit(f"measuring {variant} on {devices} devices failed:\n{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+  sys.path.insert(0, str(HERE))
+  from gan_mode_collapse import VARIANTS, parse_overrides
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--variants", default="pacgan3,non_saturating")
+  p.add_argument("--dataset", default="grid25")
+  p.add_argument("--seeds", type=int, default=5)
+  p.add_argument("--devices", default="1,5", help="device counts; ratios are against the first")
+  p.add_argument("--rounds", type=int, default=2)
+  p.add_argument("--calls", type=int, default=4)
+  p.add_argument("--steps-per-call", type=int, default=100)
+  p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+  args = p.parse_args(argv)
+  variants = [v for v in args.variants.split(",") if v]
+  for v in variants:
+    if v not in VARIANTS:
+      p.error(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
+  counts = [int(d) for d in args.devices.split(",")]
+  extra = parse_overrides(args.set)
+  print(f"machine: {platform.node()}, {os.cpu_count()} cores; dataset {args.dataset}, {args.seeds} "
+        f"seeds, --set {' '.join(args.set) or '(none)'}; seconds per 100 steps, median of "
+        f"{args.calls} calls of {args.steps_per_call} steps after a warm-up call, median over "
+        f"{args.rounds} rounds", flush=True)
+  print("| variant | " + " | ".join(f"{d} device{'s' * (d > 1)}" for d in counts) + " | speed-up |")
+  print("|---|" + "---|" * (len(counts) + 1))
+  for variant in variants:
+    per_count = {d: [] for d in counts}
+    for _ in range(args.rounds):
+      for d in counts:
+        r = measure(variant, args.dataset, args.seeds, d, args.calls, args.steps_per_call, extra)
+        per_count[d].append(statistics.median(r["times"]) * 100 / args.steps_per_call)
+    med = {d: statistics.median(v) for d, v in per_count.items()}
+    cells = [f"{med[d]:.1f} (rounds {', '.join(f'{t:.1f}' for t in per_count[d])})" for d in counts]
+    ratios = ", ".join(f"{med[counts[0]] / med[d]:.2f}x on {d}" for d in counts[1:])
+    print(f"| {variant} | " + " | ".join(cells) + f" | {ratios} |", flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
