@@ -302,8 +302,9 @@ def main(argv=None) -> int:
   p.add_argument("--report-only", action="store_true", help="only print the table and draw the plots")
   p.add_argument("--cpu-devices", type=int, default=0,
                  help="split the host CPU into N XLA devices (N = --seeds puts one seed on each; "
-                      "1.3-1.6x faster on 2 cores, BENCHMARKS.md); must be set before JAX starts, "
-                      "and a seed's numbers differ from the one-device run's in the last bits")
+                      "faster on 2 cores for most variants, slower for minibatch discrimination: "
+                      "experiments/bench_sweep_devices.py, BENCHMARKS.md); a seed's numbers then "
+                      "differ from the one-device run's in the last bits")
   args = p.parse_args(argv)
   if args.cpu_devices:
     from jaxgen.errors import UserError
