@@ -28,15 +28,13 @@ HERE = pathlib.Path(__file__).resolve().parent
 
 _MEASURE = r"""
 import json, sys, time
-import jax
 sys.path.insert(0, sys.argv[1])
 import gan_mode_collapse as driver
-from jaxgen.config import apply_overrides, load_config_file
-from jaxgen.train.sweep import SeedSweep
 args = json.loads(sys.argv[2])
-config = load_config_file(driver.HERE / "gan_mixture2d.py")
-apply_overrides(config, {"data.variant": args["dataset"], "train.steps": 10 ** 9,
-                         **driver.VARIANTS[args["variant"]], **args["extra"]})
+driver.use_cpu_devices(args["devices"])  # before JAX starts
+import jax
+from jaxgen.train.sweep import SeedSweep
+config = driver.variant_config(driver.variant_overrides(args["dataset"], args["variant"], 10 ** 9, args["extra"]))
 sweep = SeedSweep(config, list(range(args["seeds"])))
 k = args["steps_per_call"]
 done = 0
@@ -49,20 +47,23 @@ call()  # compile
 times = []
 for _ in range(args["calls"]):
   t0 = time.perf_counter(); call(); times.append(time.perf_counter() - t0)
-print(json.dumps({"devices": len(jax.devices()), "mesh": sweep.mesh.size, "times": times}))
+print(json.dumps({"devices": len(jax.devices()), "times": times}))
 """
 
 
 def measure(variant: str, dataset: str, seeds: int, devices: int, calls: int, steps_per_call: int,
             extra: dict) -> dict:
-  env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
-  args = {"variant": variant, "dataset": dataset, "seeds": seeds, "calls": calls,
+  """Times of `calls` sweep calls in a fresh process whose CPU is `devices` XLA devices."""
+  args = {"variant": variant, "dataset": dataset, "seeds": seeds, "devices": devices, "calls": calls,
           "steps_per_call": steps_per_call, "extra": extra}
-  proc = subprocess.run([sys.executable, "-c", _MEASURE, str(HERE), json.dumps(args)], env=env,
-                        capture_output=True, text=True)
+  proc = subprocess.run([sys.executable, "-c", _MEASURE, str(HERE), json.dumps(args)],
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True, text=True)
   if proc.returncode:
     raise SystemExit(f"measuring {variant} on {devices} devices failed:\n{proc.stderr[-3000:]}")
-  return json.loads(proc.stdout.strip().splitlines()[-1])
+  result = json.loads(proc.stdout.strip().splitlines()[-1])
+  if result["devices"] != devices:
+    raise SystemExit(f"asked for {devices} CPU devices, JAX started with {result['devices']}")
+  return result
 
 
 def main(argv=None) -> int:

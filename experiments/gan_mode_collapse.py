@@ -72,13 +72,25 @@ def mode_fields(r, prefix: str = "") -> dict:
           prefix + "off_mode": r.off_mode_percent}
 
 
+def variant_overrides(dataset: str, variant: str, steps: int, extra: dict) -> dict:
+  """The config overrides of one run: the dataset and length, the variant's, then `extra`."""
+  return {"data.variant": dataset, "train.steps": steps, **VARIANTS[variant], **extra}
+
+
+def variant_config(overrides: dict):
+  """experiments/gan_mixture2d.py with `overrides` (variant_overrides) applied."""
+  from jaxgen.config import apply_overrides, load_config_file
+  config = load_config_file(HERE / "gan_mixture2d.py")
+  apply_overrides(config, overrides)
+  return config
+
+
 def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: pathlib.Path,
                 eval_every: int, extra: dict, online: bool = False,
                 checkpoint_every: int | None = None) -> list[dict]:
   """Every seed of one variant, trained together (jaxgen.train.sweep: the engine's update vmapped
   over seeds), continuing from the variant's sweep checkpoint; seeds on disk at `steps` are skipped."""
   import jax
-  from jaxgen.config import apply_overrides, load_config_file
   from jaxgen.data import builtin
   from jaxgen.errors import CheckpointError
   from jaxgen.metrics import modes
@@ -88,9 +100,8 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
   done = lambda s: paths[s].exists() and json.loads(paths[s].read_text())["steps"] >= steps
   todo = [s for s in seeds if not done(s)]
   if todo:
-    config = load_config_file(HERE / "gan_mixture2d.py")
-    overrides = {"data.variant": dataset, "train.steps": steps, **VARIANTS[variant], **extra}
-    apply_overrides(config, overrides)
+    overrides = variant_overrides(dataset, variant, steps, extra)
+    config = variant_config(overrides)
     centres, std = builtin.toy2d_mode_centres(dataset), builtin.toy2d_mode_std(dataset)
     t0 = time.perf_counter()
     sweep = SeedSweep(config, todo, workdir=out / "sweep")
