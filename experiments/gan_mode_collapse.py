@@ -4,7 +4,7 @@ samples and reverse KL on 2500 samples (jaxgen.metrics.modes), reported as mean 
 
     python experiments/gan_mode_collapse.py --root runs/mode_collapse [--datasets ring8,grid25]
         [--seeds 5] [--variants vanilla,non_saturating,...] [--steps 3000] [--eval-every N]
-        [--set train.ema_decay=0 ...]
+        [--set train.ema_decay=0 ...] [--cpu-devices N] [--cpu-library-fusions none|default]
 
 Every run is experiments/gan_mixture2d.py with the variant's overrides. The seeds of a variant are
 trained together by jaxgen.train.sweep.SeedSweep: the engine's update (the same two-player step
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -149,7 +150,8 @@ def run_variant(dataset: str, variant: str, seeds: list[int], steps: int, root: 
     out.mkdir(parents=True, exist_ok=True)
     for s, (x, r, final) in last.items():
       result = {"dataset": dataset, "variant": variant, "seed": s, "steps": steps,
-                "overrides": overrides, **mode_fields(r), "num_modes": r.num_modes,
+                "overrides": overrides, "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                **mode_fields(r), "num_modes": r.num_modes,
                 "histogram": list(r.histogram), "history": history[s],
                 "train_seconds_all_seeds": round(seconds, 1), "seeds_trained_together": len(todo),
                 "final_metrics": final}
@@ -296,6 +298,34 @@ def use_cpu_devices(n: int) -> None:
                         "devices; run the script in a fresh process.") from None
 
 
+YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+CPU_LIBRARY_FUSIONS = ("none", "default")
+
+
+def use_cpu_library_fusions(kind: str) -> None:
+  """kind 'none': XLA:CPU emits every fusion itself instead of handing matrix products, reductions
+  and elementwise chains to YNNPACK (an empty XLA_FLAGS list for the flag above). For these sweeps'
+  MLPs on 2-d points (matrices of 100-500 rows, the maxout's reductions) that is about 1.5x faster
+  on cpu-2c; for convolutional networks YNNPACK's products are faster, so it is not jaxgen's
+  default (BENCHMARKS.md, "XLA:CPU's library fusions"). 'default': XLA's own choice. A value the
+  user already put in XLA_FLAGS wins. XLA reads XLA_FLAGS once, when JAX starts its backend."""
+  if kind not in CPU_LIBRARY_FUSIONS:
+    raise ValueError(f"cpu library fusions '{kind}': choose from {', '.join(CPU_LIBRARY_FUSIONS)}")
+  flags = os.environ.get("XLA_FLAGS", "")
+  if kind == "default" or YNN_FUSION_FLAG in flags:
+    return
+  try:
+    from jax._src.xla_bridge import backends_are_initialized
+  except ImportError:  # another JAX: nothing to check against
+    backends_are_initialized = lambda: False
+  if backends_are_initialized():
+    from jaxgen.errors import ConfigError
+    raise ConfigError("--cpu-library-fusions none: JAX started its backend before the flag could "
+                      "reach XLA; run the script in a fresh process, or pass --cpu-library-fusions "
+                      "default.")
+  os.environ["XLA_FLAGS"] = f"{flags} {YNN_FUSION_FLAG}=".strip()
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--root", required=True)
@@ -316,14 +346,19 @@ def main(argv=None) -> int:
                       "on 2 cores 1.23x for PacGAN4 + R1, 1.07x for the plain GAN, slower for minibatch discrimination: "
                       "experiments/bench_sweep_devices.py, BENCHMARKS.md); a seed's numbers then "
                       "differ from the one-device run's in the last bits")
+  p.add_argument("--cpu-library-fusions", choices=CPU_LIBRARY_FUSIONS, default="none",
+                 help="XLA:CPU's YNNPACK fusions: 'none' (the default here) turns them off, 1.5x "
+                      "faster for these MLP sweeps on cpu-2c; 'default' keeps XLA's, as the runs "
+                      "BENCHMARKS.md recorded before this option had them (to rerun one bit for bit)")
   args = p.parse_args(argv)
-  if args.cpu_devices:
-    from jaxgen.errors import UserError
-    try:
+  from jaxgen.errors import UserError
+  try:
+    use_cpu_library_fusions(args.cpu_library_fusions)
+    if args.cpu_devices:
       use_cpu_devices(args.cpu_devices)
-    except UserError as e:
-      print(f"error: {e}", file=sys.stderr)
-      return 2
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
   root = pathlib.Path(args.root)
   datasets = [d for d in args.datasets.split(",") if d]
   variants = [v for v in args.variants.split(",") if v]
@@ -331,7 +366,6 @@ def main(argv=None) -> int:
     if v not in VARIANTS:
       p.error(f"unknown variant '{v}'; choose from {', '.join(VARIANTS)}")
   if not args.report_only:
-    from jaxgen.errors import UserError
     for dataset in datasets:
       for variant in variants:
         try:

@@ -211,9 +211,45 @@ driver.use_cpu_devices(3)
 import jax
 count = len(jax.devices())
 driver.use_cpu_devices(3)  # JAX started with that count already: nothing to do
-code = driver.main(["--root", sys.argv[2], "--report-only", "--cpu-devices", "5"])
+code = driver.main(["--root", sys.argv[2], "--report-only", "--cpu-devices", "5",
+                    "--cpu-library-fusions", "default"])
 print(json.dumps({"count": count, "exit": code}))
 """
+
+
+_LIBRARY_FUSIONS = """
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+import gan_mode_collapse as driver
+driver.use_cpu_library_fusions("none")
+driver.use_cpu_library_fusions("none")  # the flag is there already: added once
+flags = os.environ["XLA_FLAGS"]
+import jax, jax.numpy as jnp
+maxout = jax.jit(lambda a, b: jnp.max((a @ b).reshape(64, 16, 4), axis=-1))
+hlo = maxout.lower(jnp.ones((64, 32)), jnp.ones((32, 64))).compile().as_text()
+ok = driver.main(["--root", sys.argv[2], "--report-only"])  # JAX started with the flag: fine
+os.environ["XLA_FLAGS"] = flags.replace(driver.YNN_FUSION_FLAG + "=", "")
+late = driver.main(["--root", sys.argv[2], "--report-only"])  # started without it: refused
+print(json.dumps({"flags": flags, "ynn_in_hlo": "ynn" in hlo.lower(), "ok": ok, "late": late}))
+"""
+
+
+def test_mode_collapse_driver_turns_off_the_cpu_library_fusions(tmp_path):
+  """--cpu-library-fusions none (the driver's default) adds XLA:CPU's YNNPACK fusion flag with an
+  empty list to XLA_FLAGS once, beside the flags already there; XLA accepts it and the compiled
+  program has no YNNPACK fusion. Once JAX has started without it, the driver exits 2 with the reason."""
+  import json
+  import subprocess
+  import sys
+  proc = subprocess.run([sys.executable, "-c", _LIBRARY_FUSIONS, str(REPO / "experiments"), str(tmp_path)],
+                        capture_output=True, text=True, env=subprocess_env(devices=2), timeout=300)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out["flags"].startswith("--xla_force_host_platform_device_count=2")
+  assert out["flags"].count("--xla_cpu_experimental_ynn_fusion_type=") == 1
+  assert out["flags"].endswith("--xla_cpu_experimental_ynn_fusion_type=")
+  assert (out["ynn_in_hlo"], out["ok"], out["late"]) == (False, 0, 2)
+  assert "--cpu-library-fusions none: JAX started its backend before" in proc.stderr
 
 
 def test_mode_collapse_driver_splits_the_cpu_into_devices(tmp_path):
