@@ -74,8 +74,9 @@ def normalise(kind: str, x: jax.Array, train: bool, name: str,
 # The pairwise kernel sums of minibatch discrimination, with hand-written VJPs. Autodiff of
 # sum_j exp(-sum_c |m_i - m_j|) keeps the [B, B, K, C] differences and reduces their cotangent
 # twice (once for m_i, once for m_j); the VJPs below recompute the signs and reduce once, with the
-# batch pair as the minor axes ([K, C, B, B]), which XLA:CPU vectorises: the layer's gradient is
-# about 4x faster at the mode-collapse benchmark's size (experiments/bench_minibatch_layer.py).
+# batch pair as the minor axes ([K, C, B, B]), which XLA:CPU vectorises: at the mode-collapse
+# benchmark's size the layer's gradient is 1.2-1.7x faster, a gradient penalty's gradient of a
+# gradient 1.4-2.3x (experiments/bench_minibatch_layer.py; BENCHMARKS.md).
 # They are made of differentiable jax ops, so the gradient penalties' gradient-of-gradient goes
 # through them; forward-mode (jax.jvp) is not defined for them.
 
