@@ -305,7 +305,7 @@ CPU_LIBRARY_FUSIONS = ("none", "default")
 def use_cpu_library_fusions(kind: str) -> None:
   """kind 'none': XLA:CPU emits every fusion itself instead of handing matrix products, reductions
   and elementwise chains to YNNPACK (an empty XLA_FLAGS list for the flag above). For these sweeps'
-  MLPs on 2-d points (matrices of 100-500 rows, the maxout's reductions) that is about 1.5x faster
+  MLPs on 2-d points (matrices of 100-500 rows, the maxout's reductions) that is 1.1-1.4x faster
   on cpu-2c; for convolutional networks YNNPACK's products are faster, so it is not jaxgen's
   default (BENCHMARKS.md, "XLA:CPU's library fusions"). 'default': XLA's own choice. A value the
   user already put in XLA_FLAGS wins. XLA reads XLA_FLAGS once, when JAX starts its backend."""
@@ -347,7 +347,7 @@ def main(argv=None) -> int:
                       "experiments/bench_sweep_devices.py, BENCHMARKS.md); a seed's numbers then "
                       "differ from the one-device run's in the last bits")
   p.add_argument("--cpu-library-fusions", choices=CPU_LIBRARY_FUSIONS, default="none",
-                 help="XLA:CPU's YNNPACK fusions: 'none' (the default here) turns them off, 1.5x "
+                 help="XLA:CPU's YNNPACK fusions: 'none' (the default here) turns them off, 1.1-1.4x "
                       "faster for these MLP sweeps on cpu-2c; 'default' keeps XLA's, as the runs "
                       "BENCHMARKS.md recorded before this option had them (to rerun one bit for bit)")
   args = p.parse_args(argv)
