@@ -1,6 +1,9 @@
 """End-to-end reliability of `jaxgen train`: determinism, resume after kill, device-count
-invariance, preemption, non-finite losses, and clear errors for bad input. Each test drives the
-real CLI in subprocesses on the tiny DDPM config."""
+invariance, preemption, non-finite losses, and clear errors for bad input. The tests drive the real
+CLI on the tiny DDPM config in subprocesses, but for the bad-input refusals after the first: those
+go through the CLI's own `main` in this process, since a subprocess would spend most of its 4-5 s
+importing JAX. (Runs that compile stay in subprocesses: they share the subprocesses' compilation
+cache, which this process's other XLA flags would miss.)"""
 
 import json
 import shutil
@@ -109,6 +112,16 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_good_checkpoint(ref
   assert steps[-1] == 12
 
 
+def jaxgen_in_process(args, capsys) -> subprocess.CompletedProcess:
+  """`jaxgen ARGS` through `jaxgen.cli.main`, what `python -m jaxgen` runs: its exit code and
+  output. An exception main lets through fails the test, as a traceback would."""
+  from jaxgen import cli
+  capsys.readouterr()
+  code = cli.main([str(a) for a in args])
+  out, err = capsys.readouterr()
+  return subprocess.CompletedProcess(args, code, out, err)
+
+
 def _expect_user_error(proc, *fragments):
   assert proc.returncode == 2, proc.stderr[-3000:]
   assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -116,29 +129,35 @@ def _expect_user_error(proc, *fragments):
     assert fragment in proc.stderr, proc.stderr[-3000:]
 
 
-def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path):
+def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path, capsys, monkeypatch):
   _expect_user_error(run_cli(train_args(tmp_path / "a", "--config.train.batchsize=8"), check=False),
                      "Unknown config key 'train.batchsize'")
-  _expect_user_error(run_cli(train_args(tmp_path / "b", "--config.train.grad_accum_steps=3"), check=False),
+  # The same refusals and more, through the same main in this process.
+  _expect_user_error(jaxgen_in_process(train_args(tmp_path / "b", "--config.train.grad_accum_steps=3"),
+                                       capsys),
                      "'train.grad_accum_steps' (3) must divide train.batch_size (16)")
-  _expect_user_error(run_cli(train_args(tmp_path / "c", "--config.data.name=tfds", "--config.data.tfds_name=mnist"),
-                             env={"JAXGEN_DATA_DIR": str(tmp_path / "nodata")}, check=False),
-                     "'mnist' is not prepared", "download_and_prepare")
+  with monkeypatch.context() as env:
+    env.setenv("JAXGEN_DATA_DIR", str(tmp_path / "nodata"))
+    _expect_user_error(jaxgen_in_process(train_args(tmp_path / "c", "--config.data.name=tfds",
+                                                    "--config.data.tfds_name=mnist"), capsys),
+                       "'mnist' is not prepared", "download_and_prepare")
   (tmp_path / "empty").mkdir()
-  _expect_user_error(run_cli(train_args(tmp_path / "d", "--config.data.name=folder",
-                                        f"--config.data.path={tmp_path / 'empty'}"), check=False),
+  _expect_user_error(jaxgen_in_process(train_args(tmp_path / "d", "--config.data.name=folder",
+                                                  f"--config.data.path={tmp_path / 'empty'}"), capsys),
                      "holds no PNG or JPEG")
-  _expect_user_error(run_cli(["sample", "--workdir", str(tmp_path / "nothing")], check=False), "has no checkpoints")
+  _expect_user_error(jaxgen_in_process(["sample", "--workdir", tmp_path / "nothing"], capsys),
+                     "has no checkpoints")
   # A sampling option the run's method does not take (StyleGAN's truncation on a DDPM run).
-  _expect_user_error(run_cli(["sample", "--workdir", str(reference_run), "--num", "4", "--truncation",
-                              "0.5", "--out", str(tmp_path / "t.png")], check=False),
+  _expect_user_error(jaxgen_in_process(["sample", "--workdir", reference_run, "--num", "4", "--truncation",
+                                        "0.5", "--out", tmp_path / "t.png"], capsys),
                      "--truncation: method 'ddpm' samples without this option", "--sampler")
   # A checkpoint of another model size: the mismatched entries are named.
   mismatch = tmp_path / "mismatch"
   shutil.copytree(reference_run, mismatch)
-  _expect_user_error(run_cli(train_args(mismatch, "--config.model.ch=16"), check=False),
+  _expect_user_error(jaxgen_in_process(train_args(mismatch, "--config.model.ch=16"), capsys),
                      "was trained with another config (differs in model.ch)", "--allow-config-change")
-  _expect_user_error(run_cli(train_args(mismatch, "--config.model.ch=16", "--allow-config-change"), check=False),
+  _expect_user_error(jaxgen_in_process(train_args(mismatch, "--config.model.ch=16", "--allow-config-change"),
+                                       capsys),
                      "does not fit the config", "params/conv_in/kernel: checkpoint (3, 3, 1, 8) vs config (3, 3, 1, 16)")
   # A corrupt checkpoint directory.
   corrupt = tmp_path / "corrupt"
@@ -146,7 +165,7 @@ def test_bad_inputs_exit_2_with_a_clear_message(reference_run, tmp_path):
   for f in (corrupt / "checkpoints" / "12" / "state").rglob("*"):
     if f.is_file():
       f.write_bytes(b"garbage")
-  _expect_user_error(run_cli(train_args(corrupt), check=False),
+  _expect_user_error(jaxgen_in_process(train_args(corrupt), capsys),
                      "checkpoint at step 12", "cannot be read")
 
 

@@ -129,16 +129,18 @@ def test_a_cooldown_branches_from_a_constant_rate_checkpoint(config, sweep, tmp_
   4-6: it ends where the same cooldown run from scratch ends (the schedules agree on the steps
   taken), not where the constant-rate run ends. Lengthening the cooldown run afterwards would move
   its decay onto steps already taken, and is refused naming the first such step."""
+  # Two steps per call throughout: the constant-rate program is the `sweep` fixture's, and the
+  # cooldown's is compiled once for both cooldown runs (each program is a compile of several seconds).
   first = SeedSweep(config, [4, 7], workdir=tmp_path)
-  first.run(4, checkpoint_every=4)
+  first.run(4, checkpoint_every=4, steps_per_call=2)
   first.close()
   cool = _cooldown(config, 6, 2)
   branched = SeedSweep(cool, [4, 7], workdir=tmp_path)
   assert branched.step().tolist() == [4, 4]
-  branched.run(6)
+  branched.run(6, steps_per_call=2)
   branched.close()
   whole = SeedSweep(cool, [4, 7])
-  whole.run(6)
+  whole.run(6, steps_per_call=2)
   _leaves_close(branched.states, whole.states, rtol=0, atol=0)
   # Only the last update differs (rate lr / 2 at step 5), enough to move the weights.
   moved = [not np.allclose(a, b, rtol=1e-6, atol=0) for a, b in
@@ -165,7 +167,8 @@ import jax, numpy as np
 from jaxgen.config import load_config_file
 from jaxgen.train.sweep import SeedSweep
 config = load_config_file(sys.argv[1])
-config.train.steps, config.train.steps_per_call, config.train.log_every, config.train.checkpoint_every = 6, 3, 3, 6
+# Two steps per call: one program per device count (the resumed run reuses the first's).
+config.train.steps, config.train.steps_per_call, config.train.log_every, config.train.checkpoint_every = 6, 2, 2, 6
 config.model.g_norm, config.gan.unrolled_steps = "none", 0
 seeds, workdir = [4, 7, 9, 11], pathlib.Path(sys.argv[2])
 one = SeedSweep(config, seeds, devices=jax.devices()[:1])
