@@ -52,7 +52,8 @@ if FAST_COMPILE_FLAGS not in os.environ.get("XLA_FLAGS", ""):
 # collection order, and by default reorders them by their number of tests: that put
 # test_reliability (7 tests, 281 s) last, on one worker, while the other sat idle (simulated from
 # the per-test times: 591 s vs 870 s; measured wall 880 s). Scheduling the long files first lets the
-# short ones fill the gaps (simulated 734 s vs 728 s); pyproject.toml turns xdist's reordering off.
+# short ones fill the gaps (simulated 734 s vs 728 s; measured wall 761 s); pyproject.toml turns
+# xdist's reordering off.
 COSTLIEST_FIRST = ("test_gan.py", "test_reliability.py", "test_eval.py", "test_sweep.py",
                    "test_ddpm_method.py", "test_samplers.py", "test_flow.py", "test_nn.py",
                    "test_consistency.py")
